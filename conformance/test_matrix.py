@@ -1,0 +1,14 @@
+"""The conformance matrix: one test per cell (model x backend x precision x quant).
+
+Run ``pytest -n auto conformance/``; select with ``--zoo-models``, ``--backends``,
+``--precisions``, ``--quant`` or markers (``-m "htp and w8a8"``, ``-m smoke``).
+Each cell's record lands in ``reports/latest/cells/`` as it finishes, and the
+session writes ``reports/latest/results.json`` and ``support.md``.
+"""
+
+from zoocompat.pytest_plugin import run_cell_test
+
+
+def test_cell(zoo_cell, zoo_runner):
+    """Convert, quantize, run and judge one cell."""
+    run_cell_test(zoo_cell, zoo_runner)

@@ -1,0 +1,42 @@
+"""``cpu``: onnxruntime's CPU execution provider.
+
+Runs the FP32 ONNX (``fp32``) and the QDQ model (``w8a8``, ``w8a16``) as
+SNPE's CPU runtime would: quantized tensors are dequantized, so the QDQ run is
+the integer reference every accelerator backend is compared to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import zoocompat
+from plugins.backends.ort_session import RunnerModel
+from zoocompat.plugins import distribution_version
+
+
+class CpuBackend:
+    """onnxruntime CPU EP."""
+
+    name = "cpu"
+    precisions = ("fp32", "w8a8", "w8a16")
+
+    def available(self, sdk: str | None) -> str | None:
+        """The CPU EP is always there when onnxruntime is installed."""
+        if distribution_version("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install -e .[stack])"
+        return None
+
+    def describe(self, sdk: str | None) -> dict[str, Any]:
+        """Runtime version."""
+        return {"runtime": "onnxruntime CPUExecutionProvider", "onnxruntime": distribution_version("onnxruntime")}
+
+    def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> RunnerModel:
+        """Prepare a CPU session (compiled inside the runner on ``run``)."""
+        return RunnerModel(Path(onnx_path), ep="cpu", target=self.name, workdir=workdir)
+
+
+@zoocompat.hookimpl
+def zoocompat_backends() -> list[CpuBackend]:
+    """Register the CPU backend."""
+    return [CpuBackend()]

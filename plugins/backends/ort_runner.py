@@ -1,0 +1,96 @@
+"""The runner process: one onnxruntime session, a batch of samples, outputs back.
+
+It plays the part of ``snpe-net-run --input_list`` / ``qnn-net-run``: the parent
+hands it a model, an execution provider and an ``.npz`` of inputs; it compiles
+the session, runs the samples one at a time (the graph's batch dim is static),
+and writes the outputs and a JSON report. The session's verbose log goes to
+stderr, which the parent keeps and reads node placement from.
+
+Running in its own process means a vendor library that segfaults, aborts or
+hangs takes down this process only; the parent records the cell as ``crash``
+or ``timeout`` and the session goes on. It also lets a runner use another
+Python environment (another SDK release) than the parent's.
+
+Usage: ``python -m plugins.backends.ort_runner REQUEST.json``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED = 3
+
+
+def _session(request: dict[str, Any]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 0  # verbose: node placement and the EP's validation reasons
+    for key, value in request.get("session_config", {}).items():
+        options.add_session_config_entry(key, str(value))
+    if request["ep"] == "qnn":
+        import onnxruntime_qnn
+
+        ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+        if not devices:
+            raise RuntimeError("onnxruntime lists no QNNExecutionProvider device after registering the library")
+        provider_options = dict(request.get("provider_options", {}))
+        provider_options.setdefault("backend_path", onnxruntime_qnn.get_qnn_htp_path())
+        options.add_provider_for_devices(devices, {k: str(v) for k, v in provider_options.items()})
+        session = ort.InferenceSession(request["model"], sess_options=options)
+        if session.get_providers()[0] != "QNNExecutionProvider":
+            raise RuntimeError(f"QNN was requested but the session runs on {session.get_providers()}")
+        return session
+    return ort.InferenceSession(request["model"], sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _run_all(session, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    import numpy as np
+
+    names = [o.name for o in session.get_outputs()]
+    count = len(next(iter(inputs.values())))
+    collected: dict[str, list] = {name: [] for name in names}
+    start = time.perf_counter()
+    for i in range(count):
+        sample = {key: value[i : i + 1] for key, value in inputs.items()}
+        for name, value in zip(names, session.run(names, sample), strict=True):
+            collected[name].append(value)
+    elapsed = time.perf_counter() - start
+    return {name: np.concatenate(values) for name, values in collected.items()}, elapsed
+
+
+def main(argv: list[str]) -> int:
+    """Run one request; exit 0 on success, 3 with a report on a caught failure."""
+    import numpy as np
+    import onnxruntime as ort
+
+    request = json.loads(Path(argv[1]).read_text())
+    report: dict[str, Any] = {"onnxruntime": ort.__version__, "stage": "compile"}
+    try:
+        start = time.perf_counter()
+        session = _session(request)
+        report["compile_s"] = time.perf_counter() - start
+        report["providers"] = session.get_providers()
+        report["stage"] = "run"
+        with np.load(request["inputs"], allow_pickle=False) as data:
+            inputs = {key: data[key] for key in data.files}
+        outputs, run_s = _run_all(session, inputs)
+        report["run_s"] = run_s
+        report["samples"] = len(next(iter(inputs.values())))
+        np.savez(request["outputs"], **outputs)
+        report["stage"] = "done"
+        code = 0
+    except Exception as error:  # reported to the parent, which fails the cell with it
+        report["error"] = f"{type(error).__name__}: {error}"
+        code = EXIT_FAILED
+    Path(request["report"]).write_text(json.dumps(report))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,156 @@
+"""Parent side of the runner process, shared by the onnxruntime-based backends.
+
+:class:`RunnerModel` is a compiled model whose ``run`` starts
+``plugins.backends.ort_runner`` with an argument list (never a shell string),
+waits for it with a timeout, and turns what happened into a
+:class:`zoocompat.api.RunResult` or a :class:`zoocompat.errors.CellError`
+(``crash`` for a signal, ``timeout`` for a hang, the runner's own message
+otherwise). Node placement is read from the session's verbose log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoocompat.api import Placement, RunResult
+from zoocompat.errors import CellError
+
+DEFAULT_TIMEOUT_S = 900.0
+_PASS = re.compile(r"Validation (PASSED|FAILED) for (\d+) nodes in \w+ \((\w+)\)")
+_PLACED = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
+_REASON = re.compile(r"REASON\s*:\s*(.+)")
+_IO_BOUNDARY = re.compile(r"not take (Q nodes that consume a graph input|DQ nodes that generate a graph output)")
+
+
+def cell_timeout() -> float:
+    """Per-run limit in seconds: ``$ZOOCOMPAT_CELL_TIMEOUT`` or 900."""
+    return float(os.environ.get("ZOOCOMPAT_CELL_TIMEOUT", DEFAULT_TIMEOUT_S))
+
+
+def parse_placement(log: str, target_ep: str, target: str) -> Placement:
+    """Read node placement from an onnxruntime verbose session log.
+
+    For a plugin EP (QNN) the first ``GetCapability`` pass lists each node unit
+    of the graph as given (after onnxruntime's basic fusions) as PASSED or
+    FAILED with the vendor's reason; later passes add the EP's own layout
+    Transposes, so they are not counted. For the CPU EP every node
+    ``placed on [CPUExecutionProvider]`` is on the target.
+    """
+    placed = {ep: int(n) for ep, n in _PLACED.findall(log)}
+    if target_ep == "CPUExecutionProvider":
+        total = sum(placed.values())
+        return Placement(target, placed.get(target_ep, 0), total, partitions=1 if total else 0)
+    passes = log.split("GetCapability pass")
+    first_pass = passes[1] if len(passes) > 2 else passes[-1]
+    on_target = total = io_nodes = 0
+    fallback: Counter[str] = Counter()
+    reasons: list[str] = []
+    lines = first_pass.splitlines()
+    for i, line in enumerate(lines):
+        match = _PASS.search(line)
+        if not match:
+            continue
+        verdict, count, op = match.group(1), int(match.group(2)), match.group(3)
+        if verdict == "PASSED":
+            on_target += count
+            total += count
+            continue
+        reason = next((m.group(1).strip() for m in map(_REASON.search, lines[i + 1 : i + 4]) if m), None)
+        if reason and _IO_BOUNDARY.search(reason):
+            io_nodes += count  # graph-input Q / graph-output DQ: the runtime's I/O conversion, not model ops
+            continue
+        total += count
+        fallback[op] += 1
+        text = f"{op}: {reason or 'rejected (no reason logged)'}"
+        if text not in reasons:
+            reasons.append(text)
+    partitions = placed.get(target_ep, 0)
+    return Placement(target, on_target, total, dict(fallback), reasons, partitions, io_nodes)
+
+
+@dataclass
+class RunnerModel:
+    """A model compiled lazily in a runner process on ``run``."""
+
+    onnx_path: Path
+    ep: str  # "cpu" or "qnn"
+    target: str  # backend name, for the placement record
+    workdir: Path
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    session_config: dict[str, Any] = field(default_factory=dict)
+    python: str = sys.executable
+    timeout_s: float = field(default_factory=cell_timeout)
+
+    def _command(self, request_path: Path) -> list[str]:
+        return [self.python, "-m", "plugins.backends.ort_runner", str(request_path)]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> RunResult:
+        """Compile and run every sample in a runner process."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        paths = {name: self.workdir / f"runner_{name}" for name in ("inputs.npz", "outputs.npz", "report.json")}
+        np.savez(paths["inputs.npz"], **inputs)
+        request = {
+            "model": str(self.onnx_path),
+            "ep": self.ep,
+            "inputs": str(paths["inputs.npz"]),
+            "outputs": str(paths["outputs.npz"]),
+            "report": str(paths["report.json"]),
+            "provider_options": self.provider_options,
+            "session_config": self.session_config,
+        }
+        request_path = self.workdir / "runner_request.json"
+        request_path.write_text(json.dumps(request, indent=1))
+        log_path = self.workdir / "runner.log"
+        paths["report.json"].unlink(missing_ok=True)
+        with open(log_path, "wb") as log:
+            try:
+                done = subprocess.run(
+                    self._command(request_path), stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout_s
+                )
+            except subprocess.TimeoutExpired:
+                raise CellError(
+                    "timeout",
+                    f"{self.target} runner did not finish within {self.timeout_s:.0f} s on {self.onnx_path.name} "
+                    f"(killed); raise ZOOCOMPAT_CELL_TIMEOUT if the model is just slow; log: {log_path}",
+                ) from None
+        log_text = log_path.read_text(errors="replace")
+        if done.returncode < 0:
+            name = signal.Signals(-done.returncode).name
+            raise CellError(
+                "crash",
+                f"{self.target} runner died with {name} on {self.onnx_path.name} (vendor library crash); "
+                f"the other cells are unaffected; log: {log_path}",
+            )
+        report = json.loads(paths["report.json"].read_text()) if paths["report.json"].exists() else {}
+        if done.returncode != 0:
+            detail = report.get("error") or log_text.strip().splitlines()[-1:] or ["no output"]
+            stage = report.get("stage", "start")
+            category = "unsupported_op" if stage == "compile" else "crash"
+            raise CellError(
+                category,
+                f"{self.target} runner failed at {stage} on {self.onnx_path.name} "
+                f"(exit {done.returncode}): {detail}; log: {log_path}",
+            )
+        with np.load(paths["outputs.npz"], allow_pickle=False) as data:
+            outputs = {key: data[key] for key in data.files}
+        target_ep = "QNNExecutionProvider" if self.ep == "qnn" else "CPUExecutionProvider"
+        placement = parse_placement(log_text, target_ep, self.target)
+        samples = max(int(report.get("samples", 1)), 1)
+        return RunResult(
+            outputs=outputs,
+            placement=placement,
+            compile_s=float(report["compile_s"]),
+            run_s=float(report["run_s"]),
+            info={"providers": report.get("providers"), "per_sample_ms": 1000 * report["run_s"] / samples},
+        )

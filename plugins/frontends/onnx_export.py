@@ -1,0 +1,76 @@
+"""Shared last step of every frontend: make the exported ONNX canonical.
+
+Canonical means: the card's input and output names, every input dim static and
+equal to the card's dims (SNPE's ``--input_dim``), shapes inferred, and
+``onnx.checker`` clean. Dynamic dims are what push nodes off the HTP
+(``Cannot get shape``), so they are pinned here, once, for every frontend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoocompat.cards import Card
+from zoocompat.errors import CellError
+
+
+def _rename(graph, old: str, new: str) -> None:
+    if old == new:
+        return
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def finalize_onnx(path: Path, card: Card) -> None:
+    """Rename I/O to the card's names, pin input dims, infer shapes and check, in place."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    real_inputs = [value for value in graph.input if value.name not in initializers]
+    if len(real_inputs) != len(card.inputs):
+        raise CellError(
+            "convert_error",
+            f"{card.name}: the exported graph has {len(real_inputs)} inputs "
+            f"({[v.name for v in real_inputs]}), the card declares {len(card.inputs)}",
+        )
+    if len(graph.output) != len(card.outputs):
+        raise CellError(
+            "convert_error",
+            f"{card.name}: the exported graph has {len(graph.output)} outputs "
+            f"({[v.name for v in graph.output]}), the card declares {card.outputs}; list them in graph order",
+        )
+    for value, spec in zip(real_inputs, card.inputs, strict=True):
+        _rename(graph, value.name, spec.name)
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(spec.shape):
+            raise CellError(
+                "convert_error",
+                f"{card.name}: input {spec.name!r} has rank {len(dims)} in the graph, the card gives "
+                f"shape {spec.shape}; fix inputs.shape",
+            )
+        for dim, size in zip(dims, spec.shape, strict=True):
+            if dim.HasField("dim_value") and dim.dim_value not in (0, size):
+                raise CellError(
+                    "convert_error",
+                    f"{card.name}: input {spec.name!r} is fixed to {[d.dim_value for d in dims]} in the graph, "
+                    f"the card gives {spec.shape}; fix inputs.shape",
+                )
+            dim.Clear()
+            dim.dim_value = size
+    for value, name in zip(list(graph.output), card.outputs, strict=True):
+        _rename(graph, value.name, name)
+        value.type.tensor_type.ClearField("shape")  # re-derived from the pinned inputs below
+    del graph.value_info[:]
+    try:
+        model = shape_inference.infer_shapes(model, strict_mode=True)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as error:  # onnx raises several unrelated types here
+        raise CellError("convert_error", f"{card.name}: exported ONNX fails onnx.checker: {error}") from None
+    onnx.save(model, str(path))

@@ -1,0 +1,172 @@
+"""The ``tensorflow`` frontend: Keras ``.keras`` files and SavedModel folders.
+
+Both kinds are wrapped into one callable that takes the card's inputs (in card
+order) and returns a list of output tensors (in card order), so the native
+forward and the ONNX export run exactly the same function. Export goes through
+``tf2onnx.convert.from_function`` with the card's static input shapes:
+``from_keras`` does not handle Keras 3 models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import zoocompat
+from plugins.frontends.onnx_export import finalize_onnx
+from zoocompat.cards import Card
+from zoocompat.errors import CellError
+
+BATCH = 64
+OPSET = 17
+
+
+@dataclass
+class TensorflowModel:
+    """A loaded model: ``call`` maps input tensors (card order) to output tensors."""
+
+    native: Any
+    call: Callable[[list[Any]], list[Any]]
+    kind: str
+
+
+def _as_list(result: Any) -> list[Any]:
+    """A model's outputs as a list: a dict is taken in sorted key order."""
+    if isinstance(result, dict):
+        return [result[key] for key in sorted(result)]
+    if isinstance(result, list | tuple):
+        return list(result)
+    return [result]
+
+
+def _load_keras(card: Card, path: Path) -> TensorflowModel:
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # keras raises many unrelated types for a bad file
+        raise CellError(
+            "bad_input",
+            f"{card.name}: cannot load {path} as a Keras model with safe_mode=True ({type(error).__name__}: "
+            f"{error}); re-save it with keras 3 and without Lambda layers",
+        ) from None
+
+    def call(inputs: list[Any]) -> list[Any]:
+        return _as_list(model(inputs[0] if len(inputs) == 1 else inputs, training=False))
+
+    return TensorflowModel(model, call, "keras")
+
+
+def _load_saved_model(card: Card, path: Path) -> TensorflowModel:
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures["serving_default"]
+    except Exception as error:  # tensorflow raises many unrelated types for a bad folder
+        raise CellError(
+            "bad_input",
+            f"{card.name}: cannot load the SavedModel {path} with a 'serving_default' signature "
+            f"({type(error).__name__}: {error}); export it with tf.saved_model.save or model.export",
+        ) from None
+    names = sorted(signature.structured_input_signature[1])
+    wanted = [spec.name for spec in card.inputs]
+    if len(names) != len(wanted):
+        raise CellError(
+            "bad_input",
+            f"{card.name}: the SavedModel {path} takes inputs {names}, the card declares {wanted}; fix inputs",
+        )
+    if len(names) > 1 and sorted(wanted) != names:
+        raise CellError(
+            "bad_input",
+            f"{card.name}: the SavedModel {path} takes inputs {names}, the card names {wanted}; "
+            "use the signature's input names in the card",
+        )
+    order = names if len(names) == 1 else wanted
+
+    def call(inputs: list[Any]) -> list[Any]:
+        return _as_list(signature(**dict(zip(order, inputs, strict=True))))
+
+    return TensorflowModel(loaded, call, "saved_model")
+
+
+class TensorflowFrontend:
+    """Loads ``.keras`` files and SavedModel folders; exports ONNX with tf2onnx."""
+
+    name = "tensorflow"
+
+    def load(self, card: Card, source_path: Path | None) -> TensorflowModel:
+        """Load ``source_path``: a ``.keras`` file, or a folder holding ``saved_model.pb``."""
+        if source_path is None:
+            raise CellError(
+                "bad_input",
+                f"{card.name}: a tensorflow card needs a model file (source: a .keras file or a SavedModel folder)",
+            )
+        path = Path(source_path)
+        if not path.exists():
+            raise CellError("bad_input", f"{card.name}: no model file or folder at {path}; check the card's source")
+        if path.is_file() and path.suffix == ".keras":
+            return _load_keras(card, path)
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            return _load_saved_model(card, path)
+        raise CellError(
+            "bad_input",
+            f"{card.name}: {path} is neither a .keras file nor a SavedModel folder (with saved_model.pb); "
+            "fix the card's source",
+        )
+
+    def native_forward(
+        self, model: TensorflowModel, card: Card, inputs: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Run the model in FP32 over the sample axis in batches of 64."""
+        missing = [spec.name for spec in card.inputs if spec.name not in inputs]
+        if missing:
+            raise CellError("bad_input", f"{card.name}: the batch lacks inputs {missing} (it has {sorted(inputs)})")
+        arrays = [np.asarray(inputs[spec.name], dtype=np.float32) for spec in card.inputs]
+        count = len(arrays[0])
+        if count == 0:
+            raise CellError("bad_input", f"{card.name}: the batch for {card.inputs[0].name!r} holds no samples")
+        chunks: list[list[np.ndarray]] = []
+        for start in range(0, count, BATCH):
+            outputs = model.call([array[start : start + BATCH] for array in arrays])
+            if len(outputs) != len(card.outputs):
+                raise CellError(
+                    "bad_input",
+                    f"{card.name}: the {model.kind} model returns {len(outputs)} outputs, the card declares "
+                    f"{card.outputs}; list one name per output, in the model's order",
+                )
+            chunks.append([np.asarray(output) for output in outputs])
+        return {name: np.concatenate([chunk[i] for chunk in chunks]) for i, name in enumerate(card.outputs)}
+
+    def export_onnx(self, model: TensorflowModel, card: Card, path: Path) -> None:
+        """Convert with tf2onnx (opset 17) at the card's static input shapes, then finalize."""
+        import tensorflow as tf
+        import tf2onnx
+
+        signature = tuple(tf.TensorSpec(spec.shape, tf.float32, name=spec.name) for spec in card.inputs)
+
+        @tf.function(input_signature=signature)
+        def forward(*inputs: Any) -> list[Any]:
+            return model.call(list(inputs))
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tf2onnx.convert.from_function(forward, input_signature=signature, opset=OPSET, output_path=str(path))
+        except Exception as error:  # tf2onnx raises many unrelated types
+            raise CellError(
+                "convert_error",
+                f"{card.name}: tf2onnx cannot convert the {model.kind} model ({type(error).__name__}: {error}); "
+                f"check that every op has an ONNX opset {OPSET} mapping",
+            ) from None
+        finalize_onnx(path, card)
+
+
+@zoocompat.hookimpl
+def zoocompat_frontends() -> list[TensorflowFrontend]:
+    """The TensorFlow frontend."""
+    return [TensorflowFrontend()]

@@ -1,0 +1,172 @@
+"""Read and check AIMET-format encodings files, for every quantizer plugin.
+
+aimet-onnx 2.42 writes three layouts, told apart by the file's ``"version"``:
+
+* ``0.6.1``: ``param_encodings`` / ``activation_encodings`` map a tensor name to a
+  list of per-channel dicts ``{bitwidth, dtype, is_symmetric, min, max, offset, scale}``.
+* ``1.0.0`` (the default export): the same two sections as lists of
+  ``{name, bw, dtype, enc_type, is_sym, offset[], scale[]}``.
+* ``2.0.0`` / ``2.1.0``: one flat ``encodings`` list of QDQ-style
+  ``{name, output_dtype, y_scale, y_zero_point, axis, ...}`` with no split
+  between parameters and activations.
+
+Only the standard library is imported here, so the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from zoocompat.errors import CellError
+
+__all__ = ["SUPPORTED_VERSIONS", "count_encodings", "iter_encodings", "load_encodings"]
+
+SUPPORTED_VERSIONS = ("0.6.1", "1.0.0", "2.0.0", "2.1.0")
+
+# Fields holding float scales (must be > 0 and finite) and zero points (must be finite).
+_SCALE_FIELDS = ("scale", "y_scale", "per_channel_float_scale")
+_INT_SCALE_FIELDS = ("per_block_int_scale",)
+_OFFSET_FIELDS = ("offset", "y_zero_point")
+_DTYPE_BITS = re.compile(r"^u?int(\d+)$|^b?float(\d+)")
+
+
+def _version_of(enc: dict[str, Any]) -> str:
+    """The layout version of a parsed encodings file, inferred when it is not stated."""
+    version = enc.get("version")
+    if version is not None:
+        return str(version)
+    if "encodings" in enc:
+        return "2.0.0"
+    sections = [enc.get("param_encodings"), enc.get("activation_encodings")]
+    return "0.6.1" if any(isinstance(s, dict) for s in sections) else "1.0.0"
+
+
+def iter_encodings(enc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield ``(kind, tensor_name, entry)`` for every encoding entry of ``enc``.
+
+    ``kind`` is ``"param"``, ``"activation"`` or, for the 2.x layouts, which do
+    not record it, ``"tensor"``. A 0.6.1 per-channel list yields one entry per channel.
+    """
+    version = _version_of(enc)
+    if version.startswith("2."):
+        for entry in enc.get("encodings", []):
+            yield "tensor", str(entry.get("name", "?")), entry
+        return
+    for kind, section in (("param", "param_encodings"), ("activation", "activation_encodings")):
+        entries = enc.get(section) or ([] if version != "0.6.1" else {})
+        if isinstance(entries, dict):
+            for name, per_channel in entries.items():
+                for entry in per_channel if isinstance(per_channel, list) else [per_channel]:
+                    yield kind, str(name), entry
+        else:
+            for entry in entries:
+                yield kind, str(entry.get("name", "?")), entry
+
+
+def _bitwidth(entry: dict[str, Any]) -> int | None:
+    """The bitwidth an entry declares (``bitwidth``, ``bw`` or from ``output_dtype``)."""
+    for field in ("bitwidth", "bw"):
+        if field in entry:
+            return entry[field]
+    match = _DTYPE_BITS.match(str(entry.get("output_dtype", "")))
+    if match:
+        return int(match.group(1) or match.group(2))
+    return None
+
+
+def _numbers(value: Any) -> Iterable[Any]:
+    """Flatten a scalar or (nested) list into its scalars."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _numbers(item)
+    else:
+        yield value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_entry(path: Path, kind: str, name: str, entry: Any) -> None:
+    """Raise ``CellError("bad_input")`` naming ``name`` when ``entry`` is not a sane encoding."""
+    label = "" if kind == "tensor" else f"{kind} "
+    where = f"{path}: {label}encoding of tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise CellError("bad_input", f"{where} is a {type(entry).__name__}, expected a JSON object; re-export it")
+    bits = _bitwidth(entry)
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 32):
+        raise CellError("bad_input", f"{where} has bitwidth {bits!r}, expected an integer in 1..32")
+    for field in _SCALE_FIELDS:
+        for value in _numbers(entry.get(field, [])):
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise CellError(
+                    "bad_input",
+                    f"{where} has {field} {value!r}; every scale must be finite and > 0 "
+                    "(a NaN/Inf or zero scale usually means NaN/Inf or empty calibration data)",
+                )
+    for field in _INT_SCALE_FIELDS:
+        for value in _numbers(entry.get(field, [])):
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise CellError("bad_input", f"{where} has {field} {value!r}; block scales must be finite and > 0")
+    for field in _OFFSET_FIELDS:
+        for value in _numbers(entry.get(field, [])):
+            if not (_is_number(value) and math.isfinite(value)):
+                raise CellError("bad_input", f"{where} has {field} {value!r}; offsets must be finite numbers")
+
+
+def load_encodings(path: Path | str) -> dict[str, Any]:
+    """Load an AIMET encodings JSON file and check every entry.
+
+    Accepts the layouts in :data:`SUPPORTED_VERSIONS`. Every scale must be
+    finite and > 0, every offset / zero point finite, every bitwidth in 1..32.
+    Returns the parsed JSON unchanged; raises ``CellError("bad_input")`` naming
+    the file (and the tensor, for a bad entry) otherwise.
+    """
+    path = Path(path)
+    try:
+        enc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CellError("bad_input", f"cannot read encodings file {path}: {exc}") from exc
+    if not isinstance(enc, dict):
+        raise CellError("bad_input", f"{path}: encodings must be a JSON object, got {type(enc).__name__}")
+    version = _version_of(enc)
+    if version not in SUPPORTED_VERSIONS:
+        raise CellError(
+            "bad_input", f"{path}: encodings version {version!r} is not one of {SUPPORTED_VERSIONS}; re-export it"
+        )
+    sections = ("encodings",) if version.startswith("2.") else ("param_encodings", "activation_encodings")
+    expected = dict if version == "0.6.1" else list
+    for section in sections:
+        if not isinstance(enc.get(section, expected()), expected):
+            raise CellError(
+                "bad_input", f"{path}: section {section!r} must be a JSON {expected.__name__} in version {version}"
+            )
+    for kind, name, entry in iter_encodings(enc):
+        _check_entry(path, kind, name, entry)
+    return enc
+
+
+def count_encodings(enc: dict[str, Any]) -> dict[str, Any]:
+    """Count the tensors that carry an encoding.
+
+    Returns ``{"version", "param", "activation", "total"}``. The 2.x layouts do not
+    say which tensors are parameters, so there ``param`` and ``activation`` are
+    ``None`` and only ``total`` is known.
+    """
+    names: dict[str, set[str]] = {"param": set(), "activation": set(), "tensor": set()}
+    for kind, name, _entry in iter_encodings(enc):
+        names[kind].add(name)
+    version = _version_of(enc)
+    if version.startswith("2."):
+        return {"version": version, "param": None, "activation": None, "total": len(names["tensor"])}
+    return {
+        "version": version,
+        "param": len(names["param"]),
+        "activation": len(names["activation"]),
+        "total": len(names["param"] | names["activation"]),
+    }

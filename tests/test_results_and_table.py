@@ -1,0 +1,96 @@
+"""Records are written atomically, merged, validated on load, and tabulated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoocompat.results import (
+    CellRecord,
+    Coverage,
+    MetricResult,
+    ReportDir,
+    ResultsError,
+    RunInfo,
+    load_results,
+)
+from zoocompat.table import render_csv, render_markdown, summary_line
+
+
+def _record(**overrides) -> CellRecord:
+    base = dict(
+        id="m-onnx-htp-w8a8-ptq",
+        model="m",
+        frontend="onnx",
+        backend="htp",
+        precision="w8a8",
+        quant="ptq",
+        status="pass",
+        metric=MetricResult(name="top1", fp32=0.95, value=0.94, drop=0.01, tolerance=0.01, samples=100),
+        coverage=Coverage(target="htp", target_nodes=9, total_nodes=10, fallback_ops={"Det": 1}, reasons=["Det: no"]),
+    )
+    base.update(overrides)
+    return CellRecord(**base)
+
+
+def test_write_merge_and_load(tmp_path):
+    report = ReportDir(tmp_path / "r")
+    report.write_run(RunInfo(tools={"onnx": "1"}))
+    report.write_cell(_record())
+    report.write_cell(_record(id="m-onnx-cpu-fp32-none", backend="cpu", precision="fp32", quant="none"))
+    results = report.merge()
+    assert [c.id for c in results.cells] == ["m-onnx-cpu-fp32-none", "m-onnx-htp-w8a8-ptq"]
+    loaded = load_results(tmp_path / "r" / "results.json")
+    assert loaded.run.finished is not None and len(loaded.cells) == 2
+    assert not list((tmp_path / "r" / "cells").glob(".*"))  # no temp files left behind
+    report.reset()
+    assert report.records() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("not json", ["not a zoocompat results file"]),
+        (json.dumps({"run": {}, "cells": [{"id": 1}]}), ["not a zoocompat results file"]),
+        (json.dumps([1, 2]), ["not a zoocompat results file"]),
+    ],
+)
+def test_bad_results_files(tmp_path, text, words):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(ResultsError) as info:
+        load_results(path)
+    assert str(path) in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_missing_results_file(tmp_path):
+    with pytest.raises(ResultsError, match="cannot read"):
+        load_results(tmp_path / "nope.json")
+
+
+def test_markdown_table_shows_fallback_and_drop(tmp_path):
+    report = ReportDir(tmp_path)
+    report.write_run(RunInfo(backends={"htp": {"qnn_core_version": "2.51.0"}}))
+    report.write_cell(_record())
+    report.write_cell(
+        _record(
+            id="m-onnx-cpu-w8a8-ptq",
+            backend="cpu",
+            status="fail",
+            category="accuracy",
+            reason="dropped",
+            coverage=None,
+        )
+    )
+    results = report.merge()
+    text = render_markdown(results)
+    assert "| m | onnx | top1 |" in text
+    assert "⚠️ 0.940 (Δ +1.0 pt) · NPU 90%" in text
+    assert "❌" in text and "accuracy" in text
+    assert "fell back to CPU: {'Det': 1}" in text
+    assert "QNN core 2.51.0" in text
+    assert render_csv(results).count("\n") == 3
+    assert summary_line(results) == "2 cells: 1 fail, 1 pass; 1 passed with CPU fallback"

@@ -1,0 +1,1 @@
+"""Model cards, small model factories and training recipes of the default zoo."""

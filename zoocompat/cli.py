@@ -1,0 +1,166 @@
+"""The ``zoocompat`` command line. Imports no ML framework at start-up."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from zoocompat import __version__
+from zoocompat.errors import ZoocompatError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="zoocompat")
+def main() -> None:
+    """Model-zoo compatibility suite for Snapdragon-class NPU SDKs (QNN / SNPE).
+
+    Run the matrix with `pytest -n auto conformance/`; these commands list,
+    check and tabulate.
+    """
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins(as_json: bool) -> None:
+    """List registered plugins (kind, name, version, source)."""
+    from zoocompat.plugins import registry
+
+    reg = registry()
+    infos = reg.infos()
+    if as_json:
+        click.echo(json.dumps({"plugins": [vars(i) for i in infos], "broken": reg.broken}, indent=1))
+    else:
+        width = max(len(i.name) for i in infos) if infos else 4
+        for info in infos:
+            click.echo(f"{info.kind:<10} {info.name:<{width}}  {info.version:<8} {info.source}")
+        for broken in reg.broken:
+            click.echo(f"broken plugin: {broken}", err=True)
+    if reg.broken:
+        sys.exit(1)
+
+
+@main.group()
+def zoo() -> None:
+    """List and check model cards."""
+
+
+def _all_cards(extra: tuple[str, ...]):
+    from zoocompat.cards import discover
+    from zoocompat.plugins import registry
+
+    return discover(list(registry().zoo_dirs) + [Path(d) for d in extra])
+
+
+@zoo.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--zoo", "extra", multiple=True, help="extra folder of cards")
+def zoo_list(as_json: bool, extra: tuple[str, ...]) -> None:
+    """Models: frontend, source, dataset, metric, FP32 reference and measured FP32 (from the cache)."""
+    from zoocompat.measured import measured_fp32
+
+    cards, errors = _all_cards(extra)
+    models = []
+    for card in cards.values():
+        models.append(
+            {
+                "name": card.name,
+                "frontend": card.frontend,
+                "source": card.source.kind,
+                "dataset": card.dataset.name,
+                "metric": card.metric.name,
+                "fp32_reference": card.metric.fp32_reference,
+                "fp32_measured": measured_fp32(card),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"models": models, "errors": [str(e) for e in errors]}, indent=1))
+    else:
+        for m in models:
+            measured = "not measured yet" if m["fp32_measured"] is None else f"{m['fp32_measured']:.4f}"
+            click.echo(
+                f"{m['name']:<22} {m['frontend']:<10} {m['source']:<9} {m['dataset']:<14} "
+                f"{m['metric']:<6} ref {m['fp32_reference']}  measured {measured}"
+            )
+        for error in errors:
+            click.echo(f"invalid card: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@zoo.command("check")
+@click.argument("card", type=click.Path(path_type=Path))
+def zoo_check(card: Path) -> None:
+    """Validate a card; errors name the field and what is expected."""
+    from zoocompat.cards import load_card
+    from zoocompat.plugins import registry
+
+    try:
+        loaded = load_card(card)
+    except ZoocompatError as error:
+        _fail(str(error), 1)
+    reg = registry()
+    problems = []
+    for kind, name in (
+        ("frontend", loaded.frontend),
+        ("dataset", loaded.dataset.name),
+        ("metric", loaded.metric.name),
+        ("quantizer", loaded.quantizer),
+    ):
+        if name not in reg.names(kind):
+            problems.append(f"{kind} {name!r} is not registered (known: {', '.join(reg.names(kind))})")
+    if problems:
+        _fail(f"{card}: " + "; ".join(problems), 1)
+    click.echo(f"{card}: ok ({loaded.name}, {loaded.frontend}, {loaded.dataset.name}, {loaded.metric.name})")
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+def table(results: Path, fmt: str, output: Path | None) -> None:
+    """Support table from a results.json."""
+    from zoocompat.results import load_results
+    from zoocompat.table import render_csv, render_markdown
+
+    try:
+        loaded = load_results(results)
+    except ZoocompatError as error:
+        _fail(str(error))
+    text = render_markdown(loaded) if fmt == "md" else render_csv(loaded)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+def merge(results: tuple[Path, ...], output: Path) -> None:
+    """Join results files (shards, several SDK runs); a later cell id replaces an earlier one."""
+    from zoocompat.results import Results, load_results, write_atomic
+
+    try:
+        loaded = [load_results(p) for p in results]
+    except ZoocompatError as error:
+        _fail(str(error))
+    cells = {}
+    for part in loaded:
+        for cell in part.cells:
+            cells[cell.id] = cell
+    merged = Results(run=loaded[0].run, cells=sorted(cells.values(), key=lambda c: c.id))
+    write_atomic(output, merged.model_dump_json(indent=1))
+    click.echo(f"wrote {output}: {len(merged.cells)} cells from {len(loaded)} files")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The matrix: which cells exist for a zoo and a set of plugins.
+
+A cell is model x backend x precision x quantization mode (x SDK). Only pairs a
+backend declares are generated; float precisions run unquantized (``none``),
+integer precisions run with a quantization mode their model's quantizer has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from zoocompat.cards import BACKENDS, PRECISIONS, Card
+
+FLOAT_PRECISIONS = ("fp32", "fp16")
+DEFAULT_QUANT_MODES = ("none", "ptq")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix."""
+
+    model: str
+    frontend: str
+    backend: str
+    precision: str
+    quant: str
+    sdk: str | None = None
+
+    @property
+    def id(self) -> str:
+        """``<model>-<frontend>-<backend>-<precision>-<quant>[-<sdk>]``."""
+        parts = [self.model, self.frontend, self.backend, self.precision, self.quant]
+        if self.sdk:
+            parts.append(self.sdk)
+        return "-".join(parts)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the cell runs a QDQ model."""
+        return self.precision not in FLOAT_PRECISIONS
+
+    def axis_values(self) -> list[str]:
+        """Marker names for this cell: one per axis value."""
+        values = [self.model, self.frontend, self.backend, self.precision, self.quant]
+        return values + ([self.sdk] if self.sdk else [])
+
+    def is_smoke(self, card: Card) -> bool:
+        """Whether the card puts this backend-precision pair in the smoke slice."""
+        return f"{self.backend}-{self.precision}" in card.smoke
+
+
+@dataclass
+class Selection:
+    """User filters (pytest options); ``None`` means no filter on that axis."""
+
+    models: set[str] | None = None
+    frontends: set[str] | None = None
+    backends: set[str] | None = None
+    precisions: set[str] | None = None
+    quant: set[str] | None = None
+    sdk: str | None = None
+
+
+def _keep(value: str, allowed: set[str] | None) -> bool:
+    return allowed is None or value in allowed
+
+
+def build_cells(
+    cards: Iterable[Card],
+    backends: dict[str, tuple[str, ...]],
+    quantizer_modes: dict[str, tuple[str, ...]],
+    selection: Selection,
+) -> list[Cell]:
+    """All cells for ``cards`` on ``backends`` (name -> precisions) after ``selection``.
+
+    ``quantizer_modes`` maps a quantizer name to the modes it offers; a card's
+    integer cells use its own quantizer's modes.
+    """
+    modes_wanted = selection.quant or set(DEFAULT_QUANT_MODES)
+    cells: list[Cell] = []
+    for card in sorted(cards, key=lambda c: c.name):
+        if not (_keep(card.name, selection.models) and _keep(card.frontend, selection.frontends)):
+            continue
+        for backend in sorted(backends, key=BACKENDS.index):
+            if not _keep(backend, selection.backends):
+                continue
+            for precision in sorted(backends[backend], key=PRECISIONS.index):
+                if not _keep(precision, selection.precisions):
+                    continue
+                if precision in FLOAT_PRECISIONS:
+                    modes = ["none"]
+                else:
+                    modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m != "none"]
+                for quant in modes:
+                    if quant in modes_wanted:
+                        cells.append(Cell(card.name, card.frontend, backend, precision, quant, selection.sdk))
+    return cells

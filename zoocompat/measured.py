@@ -1,0 +1,23 @@
+"""What the cache already knows about a card, read without building anything."""
+
+from __future__ import annotations
+
+import json
+
+from zoocompat.cache import ArtifactCache, key_of
+from zoocompat.cards import Card
+from zoocompat.results import tool_versions
+
+
+def convert_key(card: Card) -> str:
+    """Cache key of a card's convert stage: the card's content and the tool versions."""
+    return key_of("convert", card.digest(), tool_versions())
+
+
+def measured_fp32(card: Card, cache: ArtifactCache | None = None) -> float | None:
+    """The FP32 metric measured through ONNX on the CPU, if the model was converted already."""
+    report = (cache or ArtifactCache()).root / "convert" / convert_key(card) / "convert.json"
+    try:
+        return float(json.loads(report.read_text())["onnx_metric"])
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,0 +1,20 @@
+"""Numeric helpers for verdicts (numpy only)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:
+    """Signal-to-quantization-noise ratio of ``test`` against ``reference`` in dB.
+
+    ``None`` when the two are identical (infinite SQNR) or the reference is all zero.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    noise = float(np.sum((ref - np.asarray(test, dtype=np.float64)) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0 or signal == 0.0:
+        return None
+    return 10.0 * math.log10(signal / noise)

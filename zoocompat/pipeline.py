@@ -1,0 +1,270 @@
+"""The stages of a cell: data, convert, quantize, run, verdict.
+
+Data, convert and quantize are per model (and per precision), so they are
+cached in the artifact cache: the cells of one model, whatever worker runs
+them, convert and calibrate once. Run and verdict are the cell itself.
+Every stage's failure becomes a :class:`CellError` with a category; the cell's
+record says which stage and why, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoocompat.cache import ArtifactCache, key_of
+from zoocompat.cards import Card
+from zoocompat.data import CardData, build_card_data
+from zoocompat.errors import CellError
+from zoocompat.matrix import Cell
+from zoocompat.measured import convert_key
+from zoocompat.metrics import sqnr_db
+from zoocompat.plugins import Registry
+from zoocompat.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
+from zoocompat.sources import resolve_source
+
+MAX_FP32_METRIC_GAP = 0.001  # native vs ONNX metric, absolute (0.1 points)
+MAX_FP32_RELATIVE_ERROR = 1e-3  # native vs ONNX outputs, max |diff| / max |native|
+
+
+@dataclass
+class Converted:
+    """The canonical FP32 ONNX of a model and what its conversion measured."""
+
+    onnx: Path
+    fp32_outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+
+
+@dataclass
+class Quantized:
+    """A QDQ ONNX with its encodings, and its outputs on the CPU EP."""
+
+    qdq_onnx: Path
+    encodings: Path
+    cpu_outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+
+
+@contextmanager
+def _stage_errors(category: str, where: str) -> Iterator[None]:
+    """Turn a plugin's unexpected exception into a CellError of the stage's category."""
+    try:
+        yield
+    except CellError:
+        raise
+    except Exception as error:  # plugins wrap what they expect; this catches what they did not
+        raise CellError(category, f"{where}: {type(error).__name__}: {error}") from error
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+class CellRunner:
+    """Runs cells for one session: the plugins, the zoo, the cache and the report folder."""
+
+    def __init__(self, registry: Registry, cards: dict[str, Card], cache: ArtifactCache, report: ReportDir) -> None:
+        self.registry = registry
+        self.cards = cards
+        self.cache = cache
+        self.report = report
+
+    # -- per-model stages (cached) -------------------------------------------
+
+    def card_data(self, card: Card) -> CardData:
+        """Calibration / evaluation tensors and labels for ``card``."""
+        dataset = self.registry.get("dataset", card.dataset.name)
+        key = key_of("data", card.dataset.model_dump(mode="json"), [i.model_dump(mode="json") for i in card.inputs])
+        entry = self.cache.entry("data", key, lambda out: build_card_data(card, dataset).save(out / "data.npz"))
+        return CardData.load(entry / "data.npz", card.inputs[0].name)
+
+    def converted(self, card: Card) -> Converted:
+        """Convert ``card``'s model to canonical ONNX and measure native vs ONNX FP32."""
+        key = convert_key(card)
+        entry = self.cache.entry("convert", key, lambda out: self._convert(card, out))
+        return Converted(
+            entry / "model.onnx",
+            _load_npz(entry / "fp32_outputs.npz"),
+            json.loads((entry / "convert.json").read_text()),
+        )
+
+    def _convert(self, card: Card, out: Path) -> None:
+        frontend = self.registry.get("frontend", card.frontend)
+        metric = self.registry.get("metric", card.metric.name)
+        data = self.card_data(card)
+        start = time.perf_counter()
+        source = resolve_source(card, self.cache)
+        with _stage_errors("convert_error", f"{card.name} ({card.frontend})"):
+            model = frontend.load(card, source)
+            native = frontend.native_forward(model, card, data.eval_batch())
+            frontend.export_onnx(model, card, out / "model.onnx")
+        convert_s = time.perf_counter() - start
+        cpu = self.registry.get("backend", "cpu")
+        result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
+        shutil.rmtree(out / "work", ignore_errors=True)
+        native_value = float(np.mean(metric.score(native[card.metric.output], data.labels)))
+        onnx_value = float(np.mean(metric.score(result.outputs[card.metric.output], data.labels)))
+        errors = {}
+        for name in card.outputs:
+            scale = float(np.max(np.abs(native[name]))) or 1.0
+            errors[name] = float(np.max(np.abs(native[name] - result.outputs[name]))) / scale
+        report = {
+            "frontend": card.frontend,
+            "source": str(source),
+            "native_metric": native_value,
+            "onnx_metric": onnx_value,
+            "max_relative_error": errors,
+            "convert_s": convert_s,
+            "samples": len(data.labels),
+        }
+        np.savez(out / "fp32_outputs.npz", **result.outputs)
+        (out / "convert.json").write_text(json.dumps(report, indent=1))
+        if abs(native_value - onnx_value) > MAX_FP32_METRIC_GAP or max(errors.values()) > MAX_FP32_RELATIVE_ERROR:
+            raise CellError(
+                "convert_error",
+                f"{card.name}: the ONNX export disagrees with {card.frontend}: metric native {native_value:.4f} "
+                f"vs ONNX {onnx_value:.4f}, max relative output error {max(errors.values()):.2e} "
+                f"(limits {MAX_FP32_METRIC_GAP}, {MAX_FP32_RELATIVE_ERROR})",
+            )
+
+    def quantized(self, card: Card, precision: str, technique: str) -> Quantized:
+        """Quantize ``card``'s canonical ONNX with its quantizer and run the QDQ model on the CPU EP."""
+        converted = self.converted(card)
+        key = key_of("quantize", convert_key(card), card.quantizer, precision, technique)
+        build = lambda out: self._quantize(card, converted, precision, technique, out)  # noqa: E731
+        entry = self.cache.entry("quantize", key, build)
+        return Quantized(
+            entry / "model_qdq.onnx",
+            entry / "model.encodings",
+            _load_npz(entry / "cpu_outputs.npz"),
+            json.loads((entry / "quantize.json").read_text()),
+        )
+
+    def _quantize(self, card: Card, converted: Converted, precision: str, technique: str, out: Path) -> None:
+        quantizer = self.registry.get("quantizer", card.quantizer)
+        data = self.card_data(card)
+        start = time.perf_counter()
+        with _stage_errors("quantize_error", f"{card.name} {precision} {technique}"):
+            result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
+        quantize_s = time.perf_counter() - start
+        cpu = self.registry.get("backend", "cpu")
+        run = cpu.compile(result.qdq_onnx, precision, None, out / "work").run(data.eval_batch())
+        shutil.rmtree(out / "work", ignore_errors=True)
+        np.savez(out / "cpu_outputs.npz", **run.outputs)
+        report = dict(result.report, quantize_s=quantize_s)
+        (out / "quantize.json").write_text(json.dumps(report, indent=1, default=str))
+
+    # -- the cell ------------------------------------------------------------
+
+    def run_cell(self, cell: Cell) -> CellRecord:
+        """Run one cell end to end and write its record; never raises for a cell's own failure."""
+        record = CellRecord(
+            id=cell.id,
+            model=cell.model,
+            frontend=cell.frontend,
+            backend=cell.backend,
+            precision=cell.precision,
+            quant=cell.quant,
+            sdk=cell.sdk,
+            status="error",
+        )
+        try:
+            self._run(cell, record)
+        except CellError as error:
+            record.status = "fail"
+            record.category = error.category
+            record.reason = error.message
+        except Exception as error:  # a bug or an unexpected library error: keep the cell, say where
+            record.status = "error"
+            record.category = "crash"
+            tail = "".join(traceback.format_exception(error)[-3:]).strip()
+            record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
+        self.report.write_cell(record)
+        return record
+
+    def _run(self, cell: Cell, record: CellRecord) -> None:
+        card = self.cards[cell.model]
+        backend = self.registry.get("backend", cell.backend)
+        record.backend_info = backend.describe(cell.sdk)
+        unavailable = backend.available(cell.sdk)
+        if unavailable:
+            record.status = "skip"
+            record.reason = f"unavailable: {unavailable}"
+            return
+        metric = self.registry.get("metric", card.metric.name)
+        data = self.card_data(card)
+        converted = self.converted(card)
+        record.timing = Timing(convert_s=converted.report["convert_s"])
+        record.artifacts["fp32_onnx"] = str(converted.onnx)
+        reference = converted.fp32_outputs
+        model_path = converted.onnx
+        if cell.quantized:
+            quantized = self.quantized(card, cell.precision, cell.quant)
+            record.timing.quantize_s = quantized.report.get("quantize_s")
+            record.artifacts.update(qdq_onnx=str(quantized.qdq_onnx), encodings=str(quantized.encodings))
+            reference = quantized.cpu_outputs
+            model_path = quantized.qdq_onnx
+        workdir = self.report.root / "work" / cell.id
+        result = backend.compile(model_path, cell.precision, cell.sdk, workdir).run(data.eval_batch())
+        for bulky in workdir.glob("*.npz"):
+            bulky.unlink()
+        record.artifacts["runner_log"] = str(workdir / "runner.log")
+        record.timing.compile_s = result.compile_s
+        record.timing.run_s = result.run_s
+        record.timing.per_sample_ms = result.info.get("per_sample_ms")
+        placement = result.placement
+        record.coverage = Coverage(
+            target=placement.target,
+            target_nodes=placement.target_nodes,
+            total_nodes=placement.total_nodes,
+            fallback_ops=placement.fallback_ops,
+            reasons=placement.reasons,
+            partitions=placement.partitions,
+            io_nodes=placement.io_nodes,
+        )
+        output = card.metric.output
+        fp32_value = float(np.mean(metric.score(converted.fp32_outputs[output], data.labels)))
+        value = float(np.mean(metric.score(result.outputs[output], data.labels)))
+        tolerance = card.tolerance_for(cell.precision)
+        drop = fp32_value - value if metric.higher_is_better else value - fp32_value
+        record.metric = MetricResult(
+            name=metric.name,
+            fp32=fp32_value,
+            value=value,
+            drop=drop,
+            tolerance=tolerance,
+            samples=len(data.labels),
+            native_fp32=converted.report["native_metric"],
+        )
+        same_as_reference = cell.backend == "cpu"
+        record.fidelity = Fidelity(
+            sqnr_vs_fp32_db=sqnr_db(converted.fp32_outputs[output], result.outputs[output]),
+            sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(reference[output], result.outputs[output]),
+        )
+        reference_value = card.metric.fp32_reference
+        if reference_value is not None and fp32_value < reference_value:
+            raise CellError(
+                "accuracy",
+                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(data.labels)} samples is below "
+                f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
+            )
+        if drop > tolerance:
+            raise CellError(
+                "accuracy",
+                f"{metric.name} dropped {drop * 100:.2f} points ({fp32_value:.4f} -> {value:.4f} on "
+                f"{len(data.labels)} samples), more than the tolerance {tolerance * 100:.2f}",
+            )
+        record.status = "pass"
+        on = f"{placement.target_nodes}/{placement.total_nodes} nodes on {placement.target}"
+        record.reason = on if not placement.fallback_ops else f"{on}; fell back: {placement.fallback_ops}"

@@ -1,0 +1,167 @@
+"""pytest wiring: options, the parametrized matrix, records and the support table.
+
+A test that asks for the ``zoo_cell`` fixture is parametrized with every cell
+of the matrix (see :mod:`zoocompat.matrix`), with one marker per axis value,
+so ``-m "htp and w8a8"`` selects cells. Each cell's record is written by the
+worker that ran it as soon as it finishes; the controller (the only process
+without ``workerinput``) resets the report folder at start and merges the
+records into ``results.json`` and ``support.md`` at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoocompat.cache import ArtifactCache
+from zoocompat.cards import BACKENDS, FRONTENDS, PRECISIONS, QUANT_MODES, Card, discover
+from zoocompat.errors import CardError
+from zoocompat.matrix import Cell, Selection, build_cells
+from zoocompat.plugins import registry
+from zoocompat.results import ReportDir, RunInfo, host_info, load_results, now, tool_versions
+from zoocompat.table import render_markdown, summary_line
+
+DEFAULT_REPORT = "reports/latest"
+
+
+def _csv(value: str | None) -> set[str] | None:
+    return {v.strip() for v in value.split(",") if v.strip()} if value else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The matrix's command-line options."""
+    group = parser.getgroup("zoocompat", "zoocompat conformance matrix")
+    group.addoption("--zoo-models", default=None, help="comma-separated model names")
+    group.addoption("--frontends", default=None, help=f"comma-separated, of {','.join(FRONTENDS)}")
+    group.addoption("--backends", default=None, help=f"comma-separated, of {','.join(BACKENDS)}")
+    group.addoption("--precisions", default=None, help=f"comma-separated, of {','.join(PRECISIONS)}")
+    group.addoption("--quant", default=None, help=f"comma-separated, of {','.join(QUANT_MODES)}")
+    group.addoption("--sdk", default=None, help="SDK id, e.g. qnn-2.51 (default: the installed one)")
+    group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
+    group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _zoo(config: pytest.Config) -> tuple[dict[str, Card], list[CardError]]:
+    cached = getattr(config, "_zoocompat_zoo", None)
+    if cached is None:
+        dirs = list(registry().zoo_dirs) + [Path(d) for d in config.getoption("zoo")]
+        cached = discover(dirs)
+        config._zoocompat_zoo = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _report(config: pytest.Config) -> ReportDir:
+    return ReportDir(Path(config.getoption("zoo_report")))
+
+
+def _wants_matrix(config: pytest.Config) -> bool:
+    return any("conformance" in str(arg) for arg in config.args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register axis markers; on the controller of a matrix run, start a fresh report."""
+    config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
+    for value in (*FRONTENDS, *BACKENDS, *PRECISIONS, *QUANT_MODES):
+        config.addinivalue_line("markers", f"{value}: cells with this axis value")
+    if _is_controller(config) and _wants_matrix(config):
+        cards, _ = _zoo(config)
+        for name in cards:
+            config.addinivalue_line("markers", f"{name}: cells of this model")
+        report = _report(config)
+        report.reset()
+        run = RunInfo(
+            tools=tool_versions(),
+            sdk=config.getoption("sdk"),
+            host=host_info(),
+            command=" ".join(["pytest", *sys.argv[1:]]),
+            started=now(),
+        )
+        for name in registry().names("backend"):
+            run.backends[name] = registry().get("backend", name).describe(config.getoption("sdk"))
+        report.write_run(run)
+
+
+def _selection(config: pytest.Config) -> Selection:
+    return Selection(
+        models=_csv(config.getoption("zoo_models")),
+        frontends=_csv(config.getoption("frontends")),
+        backends=_csv(config.getoption("backends")),
+        precisions=_csv(config.getoption("precisions")),
+        quant=_csv(config.getoption("quant")),
+        sdk=config.getoption("sdk"),
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``zoo_cell`` with the matrix (and bad cards, which fail as their own tests)."""
+    if "zoo_cell" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    reg = registry()
+    cards, card_errors = _zoo(config)
+    backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
+    modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
+    params = []
+    for cell in build_cells(cards.values(), backends, modes, _selection(config)):
+        marks = [getattr(pytest.mark, value) for value in cell.axis_values()]
+        if cell.is_smoke(cards[cell.model]):
+            marks.append(pytest.mark.smoke)
+        params.append(pytest.param(cell, id=cell.id, marks=marks))
+    for error in card_errors:
+        params.append(pytest.param(error, id=f"card-error-{len(params)}"))
+    metafunc.parametrize("zoo_cell", params)
+
+
+@pytest.fixture(scope="session")
+def zoo_runner(request: pytest.FixtureRequest):
+    """The session's :class:`zoocompat.pipeline.CellRunner`."""
+    from zoocompat.pipeline import CellRunner
+
+    cards, _ = _zoo(request.config)
+    return CellRunner(registry(), cards, ArtifactCache(), _report(request.config))
+
+
+def run_cell_test(zoo_cell: Cell | CardError, zoo_runner) -> None:
+    """The body of the conformance test: run the cell, then turn its record into a test outcome."""
+    if isinstance(zoo_cell, CardError):
+        pytest.fail(str(zoo_cell), pytrace=False)
+    record = zoo_runner.run_cell(zoo_cell)
+    if record.status == "skip":
+        pytest.skip(record.reason)
+    if record.status != "pass":
+        pytest.fail(f"[{record.category}] {record.reason}", pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On the controller: merge cell records into results.json and write support.md."""
+    config = session.config
+    if not (_is_controller(config) and _wants_matrix(config)):
+        return
+    report = _report(config)
+    if not (report.root / "run.json").exists():
+        return
+    results = report.merge()
+    (report.root / "support.md").write_text(render_markdown(results), encoding="utf-8")
+    config._zoocompat_summary = (summary_line(results), report.root)  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print where the report is and what it says."""
+    summary = getattr(config, "_zoocompat_summary", None)
+    if not summary:
+        return
+    line, root = summary
+    terminalreporter.section("zoocompat")
+    terminalreporter.write_line(line)
+    terminalreporter.write_line(f"results: {os.path.join(root, 'results.json')}")
+    terminalreporter.write_line(f"table:   {os.path.join(root, 'support.md')}")
+
+
+__all__ = ["load_results", "run_cell_test"]

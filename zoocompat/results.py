@@ -1,0 +1,230 @@
+"""Results records: one JSON file per finished cell, merged into results.json.
+
+Each cell's record is written atomically (temp file, fsync, rename) into
+``<report>/cells/`` the moment the cell finishes, by whichever xdist worker ran
+it. The controller merges them into ``<report>/results.json`` at the end of the
+session. The shapes follow ARCHITECTURE.md's results contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from zoocompat.errors import ZoocompatError
+from zoocompat.plugins import distribution_version
+
+STATUSES = ("pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error")
+TOOL_DISTRIBUTIONS = (
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-qnn",
+    "aimet-torch",
+    "aimet-onnx",
+    "zoocompat",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricResult(_Model):
+    """FP32 vs this cell's metric on the same evaluation samples."""
+
+    name: str
+    fp32: float | None = None
+    value: float | None = None
+    drop: float | None = None
+    tolerance: float | None = None
+    samples: int | None = None
+    native_fp32: float | None = None
+
+
+class Coverage(_Model):
+    """Nodes on the target runtime vs all nodes, and what fell back and why."""
+
+    target: str
+    target_nodes: int
+    total_nodes: int
+    fallback_ops: dict[str, int] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    partitions: int = 1
+    io_nodes: int = 0
+
+
+class Fidelity(_Model):
+    """Output agreement in dB (higher is closer)."""
+
+    sqnr_vs_fp32_db: float | None = None
+    sqnr_vs_cpu_db: float | None = None
+
+
+class Timing(_Model):
+    """Seconds per stage; a cached stage reports the time it took when built."""
+
+    convert_s: float | None = None
+    quantize_s: float | None = None
+    compile_s: float | None = None
+    run_s: float | None = None
+    per_sample_ms: float | None = None
+
+
+class CellRecord(_Model):
+    """The record of one matrix cell."""
+
+    id: str
+    model: str
+    frontend: str
+    backend: str
+    precision: str
+    quant: str
+    sdk: str | None = None
+    status: Literal["pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error"]
+    category: (
+        Literal[
+            "convert_error",
+            "quantize_error",
+            "unsupported_op",
+            "accuracy",
+            "fidelity",
+            "crash",
+            "timeout",
+            "bad_input",
+        ]
+        | None
+    ) = None
+    reason: str = ""
+    metric: MetricResult | None = None
+    coverage: Coverage | None = None
+    fidelity: Fidelity | None = None
+    timing: Timing = Field(default_factory=Timing)
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+    backend_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunInfo(_Model):
+    """Who ran what, where, with which tool versions."""
+
+    tools: dict[str, str | None] = Field(default_factory=dict)
+    sdk: str | None = None
+    backends: dict[str, Any] = Field(default_factory=dict)
+    host: dict[str, Any] = Field(default_factory=dict)
+    command: str = ""
+    started: str | None = None
+    finished: str | None = None
+
+
+class Results(_Model):
+    """A whole results.json."""
+
+    run: RunInfo
+    cells: list[CellRecord]
+
+
+class ResultsError(ZoocompatError):
+    """A results file cannot be read or does not match the schema."""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Installed versions of the stack, read from package metadata (imports nothing)."""
+    return {name: distribution_version(name) for name in TOOL_DISTRIBUTIONS}
+
+
+def host_info() -> dict[str, Any]:
+    """The machine a run happened on."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ReportDir:
+    """A report folder: ``cells/*.json`` as cells finish, ``results.json`` at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+
+    def reset(self) -> None:
+        """Forget the cell records of a previous run in this folder."""
+        if self.cells_dir.is_dir():
+            for old in self.cells_dir.glob("*.json"):
+                old.unlink()
+        for name in ("results.json", "run.json"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def write_cell(self, record: CellRecord) -> Path:
+        """Persist one finished cell's record now."""
+        path = self.cells_dir / f"{record.id}.json"
+        write_atomic(path, record.model_dump_json(indent=1))
+        return path
+
+    def write_run(self, run: RunInfo) -> None:
+        """Persist the run header (read back by :meth:`merge`)."""
+        write_atomic(self.root / "run.json", run.model_dump_json(indent=1))
+
+    def records(self) -> list[CellRecord]:
+        """Every cell record written so far, sorted by id."""
+        records = []
+        for path in sorted(self.cells_dir.glob("*.json")):
+            records.append(CellRecord.model_validate_json(path.read_text(encoding="utf-8")))
+        return records
+
+    def merge(self, finished: bool = True) -> Results:
+        """Join the run header and all cell records into ``results.json``."""
+        run_path = self.root / "run.json"
+        run = RunInfo.model_validate_json(run_path.read_text()) if run_path.exists() else RunInfo()
+        if finished:
+            run.finished = now()
+        results = Results(run=run, cells=self.records())
+        write_atomic(self.root / "results.json", results.model_dump_json(indent=1))
+        return results
+
+
+def load_results(path: Path) -> Results:
+    """Read and validate a results.json, with a clear error when it is not one."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot read results ({error.strerror or error})") from None
+    try:
+        return Results.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as error:
+        first = str(error).splitlines()[:6]
+        raise ResultsError(f"{path}: not a zoocompat results file: {' '.join(first)}") from None

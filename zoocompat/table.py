@@ -1,0 +1,133 @@
+"""Support tables from a results record: one row per model, one column per backend x precision."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from zoocompat.cards import BACKENDS, PRECISIONS
+from zoocompat.results import CellRecord, Results
+
+SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconclusive": "❔", "xfail": "🟡", "xpass": "🟢"}
+
+
+def _columns(results: Results) -> list[tuple[str, str, str]]:
+    seen = {(c.backend, c.precision, c.quant) for c in results.cells}
+    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2]))
+
+
+def is_partial(cell: CellRecord) -> bool:
+    """A passing accelerator cell with nodes left on the CPU."""
+    cov = cell.coverage
+    return bool(cov and cell.backend != "cpu" and cov.total_nodes and cov.target_nodes < cov.total_nodes)
+
+
+def coverage_pct(cell: CellRecord) -> str:
+    """Share of nodes on the target, as text."""
+    cov = cell.coverage
+    if not cov or not cov.total_nodes:
+        return ""
+    return f"{100 * cov.target_nodes / cov.total_nodes:.0f}%"
+
+
+def cell_text(cell: CellRecord) -> str:
+    """Short text answering 'runs on NPU? how much accuracy lost?'."""
+    symbol = "⚠️" if cell.status == "pass" and is_partial(cell) else SYMBOL.get(cell.status, "?")
+    if cell.status == "skip":
+        return f"{symbol} n/a"
+    parts = [symbol]
+    m = cell.metric
+    if m and m.value is not None:
+        parts.append(f"{m.value:.3f}")
+        if m.drop is not None and cell.precision != "fp32":
+            parts.append(f"(Δ {m.drop * 100:+.1f} pt)")
+    if cell.category and cell.status != "pass":
+        parts.append(cell.category)
+    if cell.backend != "cpu" and cell.coverage:
+        parts.append(f"· NPU {coverage_pct(cell)}")
+    return " ".join(parts)
+
+
+def _label(col: tuple[str, str, str]) -> str:
+    backend, precision, quant = col
+    return f"{backend} {precision}" + (f" {quant}" if quant not in ("none", "ptq") else "")
+
+
+def render_markdown(results: Results, title: str = "zoocompat support table") -> str:
+    """Markdown support table, tool versions and the details of every non-clean cell."""
+    cols = _columns(results)
+    models = sorted({(c.model, c.frontend) for c in results.cells})
+    index = {(c.model, c.backend, c.precision, c.quant): c for c in results.cells}
+    run = results.run
+    tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
+    lines = [f"# {title}", ""]
+    htp = run.backends.get("htp") or {}
+    if htp:
+        lines.append(
+            f"QNN core {htp.get('qnn_core_version')} (onnxruntime-qnn {htp.get('onnxruntime_qnn')}), "
+            f"htp_arch {htp.get('htp_arch')}, soc_model {htp.get('soc_model')}; {htp.get('runtime', '')}."
+        )
+    lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}.", ""]
+    lines.append("Cells: metric value on the evaluation set, Δ = FP32 minus this cell in points, NPU = share of")
+    lines.append("graph nodes the accelerator took. ✅ pass · ⚠️ pass with CPU fallback · ❌ fail · ➖ not run here.")
+    lines.append("")
+    lines.append("| model | frontend | metric | " + " | ".join(_label(c) for c in cols) + " |")
+    lines.append("|---|---|---|" + "---|" * len(cols))
+    for model, frontend in models:
+        row = [model, frontend]
+        metric = next((c.metric.name for c in results.cells if c.model == model and c.metric), "")
+        row.append(metric)
+        for col in cols:
+            cell = index.get((model, *col))
+            row.append(cell_text(cell) if cell else "")
+        lines.append("| " + " | ".join(row) + " |")
+    details = [c for c in results.cells if c.status != "pass" or is_partial(c)]
+    if details:
+        lines += ["", "## Failures, fallbacks and cells not run", ""]
+        for c in details:
+            lines.append(f"- `{c.id}` **{c.status}**{f' ({c.category})' if c.category else ''}: {c.reason}")
+            if c.coverage and c.coverage.fallback_ops:
+                lines.append(f"  - fell back to CPU: {c.coverage.fallback_ops}")
+                for reason in c.coverage.reasons[:5]:
+                    lines.append(f"  - vendor: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = (
+    "id", "model", "frontend", "backend", "precision", "quant", "sdk", "status", "category",
+    "metric", "fp32", "value", "drop", "tolerance", "samples", "target_nodes", "total_nodes",
+    "fallback_ops", "sqnr_vs_fp32_db", "sqnr_vs_cpu_db", "compile_s", "run_s", "reason",
+)  # fmt: skip
+
+
+def render_csv(results: Results) -> str:
+    """One CSV row per cell."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for c in results.cells:
+        m, cov, fid = c.metric, c.coverage, c.fidelity
+        writer.writerow(
+            {
+                "id": c.id, "model": c.model, "frontend": c.frontend, "backend": c.backend,
+                "precision": c.precision, "quant": c.quant, "sdk": c.sdk or "", "status": c.status,
+                "category": c.category or "", "metric": m.name if m else "", "fp32": m.fp32 if m else "",
+                "value": m.value if m else "", "drop": m.drop if m else "", "tolerance": m.tolerance if m else "",
+                "samples": m.samples if m else "", "target_nodes": cov.target_nodes if cov else "",
+                "total_nodes": cov.total_nodes if cov else "", "fallback_ops": cov.fallback_ops if cov else "",
+                "sqnr_vs_fp32_db": fid.sqnr_vs_fp32_db if fid else "",
+                "sqnr_vs_cpu_db": fid.sqnr_vs_cpu_db if fid else "",
+                "compile_s": c.timing.compile_s, "run_s": c.timing.run_s, "reason": c.reason,
+            }
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def summary_line(results: Results) -> str:
+    """One line for the terminal: counts by status and how many fell back."""
+    counts: dict[str, int] = {}
+    for c in results.cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    partial = sum(1 for c in results.cells if c.status == "pass" and is_partial(c))
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    return f"{len(results.cells)} cells: " + ", ".join(parts) + f"; {partial} passed with CPU fallback"
