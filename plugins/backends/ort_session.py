@@ -30,6 +30,8 @@ DEFAULT_TIMEOUT_S = 900.0
 _PASS = re.compile(r"Validation (PASSED|FAILED) for (\d+) nodes in \w+ \((\w+)\)")
 _PLACED = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
 _REASON = re.compile(r"REASON\s*:\s*(.+)")
+# onnxruntime's exception types for a file that is not a loadable model
+_BAD_MODEL_ERRORS = {"InvalidProtobuf", "NoSuchFile", "InvalidGraph", "InvalidArgument"}
 _IO_BOUNDARY = re.compile(r"not take (Q nodes that consume a graph input|DQ nodes that generate a graph output)")
 
 
@@ -136,7 +138,10 @@ class RunnerModel:
         if done.returncode != 0:
             detail = report.get("error") or log_text.strip().splitlines()[-1:] or ["no output"]
             stage = report.get("stage", "start")
-            category = "unsupported_op" if stage == "compile" else "crash"
+            if report.get("error_type") in _BAD_MODEL_ERRORS:
+                category = "bad_input"
+            else:
+                category = "unsupported_op" if stage == "compile" else "crash"
             raise CellError(
                 category,
                 f"{self.target} runner failed at {stage} on {self.onnx_path.name} "
