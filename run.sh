@@ -9,13 +9,15 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 VENV=.venv
-STAMP="$VENV/.zoocompat-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+STAMP="$VENV/.zoocompat-installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 
 setup() {
   if [ -f "$STAMP" ]; then return; fi
   echo "zoocompat: creating $VENV and installing the stack (torch, tensorflow, AIMET, onnxruntime-qnn; ~9 GB, minutes)..."
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -e ".[stack,test]"
+  # constraints.txt pins the whole resolved environment (pyproject pins the direct dependencies),
+  # so a fresh machine gets the set the suite was tested with, without resolver backtracking.
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e ".[stack,test]"
   rm -f "$VENV"/.zoocompat-installed-*
   touch "$STAMP"
   echo "zoocompat: environment ready."

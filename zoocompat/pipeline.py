@@ -24,7 +24,7 @@ import numpy as np
 from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import Card
 from zoocompat.data import CardData, build_card_data
-from zoocompat.errors import CellError
+from zoocompat.errors import CellError, PluginError
 from zoocompat.matrix import Cell
 from zoocompat.measured import convert_key
 from zoocompat.metrics import sqnr_db
@@ -185,6 +185,10 @@ class CellRunner:
             record.status = "fail"
             record.category = error.category
             record.reason = error.message
+        except PluginError as error:  # the card names a plugin that is not installed
+            record.status = "fail"
+            record.category = "bad_input"
+            record.reason = f"{self.cards[cell.model].path}: {error}"
         except Exception as error:  # a bug or an unexpected library error: keep the cell, say where
             record.status = "error"
             record.category = "crash"

@@ -51,7 +51,11 @@ def _is_controller(config: pytest.Config) -> bool:
 def _zoo(config: pytest.Config) -> tuple[dict[str, Card], list[CardError]]:
     cached = getattr(config, "_zoocompat_zoo", None)
     if cached is None:
-        dirs = list(registry().zoo_dirs) + [Path(d) for d in config.getoption("zoo")]
+        extra = [Path(d) for d in config.getoption("zoo")]
+        for folder in extra:
+            if not folder.is_dir():
+                raise pytest.UsageError(f"--zoo {folder}: no such folder of model cards")
+        dirs = list(registry().zoo_dirs) + extra
         cached = discover(dirs)
         config._zoocompat_zoo = cached  # type: ignore[attr-defined]
     return cached
@@ -62,7 +66,15 @@ def _report(config: pytest.Config) -> ReportDir:
 
 
 def _wants_matrix(config: pytest.Config) -> bool:
-    return any("conformance" in str(arg) for arg in config.args)
+    """Whether this session runs matrix cells (so it owns the report folder).
+
+    Decided from the command line because under xdist the controller collects
+    nothing itself; ``--collect-only`` never touches the report.
+    """
+    if config.option.collectonly:
+        return False
+    args = config.args or [str(config.invocation_params.dir)]
+    return any("conformance" in Path(str(arg).split("::")[0]).resolve().parts for arg in args)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,10 +82,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
     for value in (*FRONTENDS, *BACKENDS, *PRECISIONS, *QUANT_MODES):
         config.addinivalue_line("markers", f"{value}: cells with this axis value")
+    cards, _ = _zoo(config)
+    for name in cards:
+        config.addinivalue_line("markers", f"{name}: cells of this model")
+    config._zoocompat_selection = _selection(config)  # type: ignore[attr-defined]  # usage errors surface here
     if _is_controller(config) and _wants_matrix(config):
-        cards, _ = _zoo(config)
-        for name in cards:
-            config.addinivalue_line("markers", f"{name}: cells of this model")
         report = _report(config)
         report.reset()
         run = RunInfo(
@@ -88,7 +101,20 @@ def pytest_configure(config: pytest.Config) -> None:
         report.write_run(run)
 
 
+def _check_known(option: str, wanted: set[str] | None, known: set[str]) -> None:
+    unknown = sorted((wanted or set()) - known)
+    if unknown:
+        raise pytest.UsageError(f"--{option}: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
 def _selection(config: pytest.Config) -> Selection:
+    cards, _ = _zoo(config)
+    reg = registry()
+    _check_known("zoo-models", _csv(config.getoption("zoo_models")), set(cards))
+    _check_known("frontends", _csv(config.getoption("frontends")), set(FRONTENDS))
+    _check_known("backends", _csv(config.getoption("backends")), set(reg.names("backend")))
+    _check_known("precisions", _csv(config.getoption("precisions")), set(PRECISIONS))
+    _check_known("quant", _csv(config.getoption("quant")), set(QUANT_MODES))
     return Selection(
         models=_csv(config.getoption("zoo_models")),
         frontends=_csv(config.getoption("frontends")),
@@ -109,7 +135,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
     modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
     params = []
-    for cell in build_cells(cards.values(), backends, modes, _selection(config)):
+    for cell in build_cells(cards.values(), backends, modes, config._zoocompat_selection):
         marks = [getattr(pytest.mark, value) for value in cell.axis_values()]
         if cell.is_smoke(cards[cell.model]):
             marks.append(pytest.mark.smoke)
