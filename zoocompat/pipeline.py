@@ -91,20 +91,20 @@ class CellRunner:
 
     def converted(self, card: Card) -> Converted:
         """Convert ``card``'s model to canonical ONNX and measure native vs ONNX FP32."""
+        source = resolve_source(card, self.cache)  # fetches or verifies the pinned file on every use
         key = convert_key(card)
-        entry = self.cache.entry("convert", key, lambda out: self._convert(card, out))
+        entry = self.cache.entry("convert", key, lambda out: self._convert(card, source, out))
         return Converted(
             entry / "model.onnx",
             _load_npz(entry / "fp32_outputs.npz"),
             json.loads((entry / "convert.json").read_text()),
         )
 
-    def _convert(self, card: Card, out: Path) -> None:
+    def _convert(self, card: Card, source: Path, out: Path) -> None:
         frontend = self.registry.get("frontend", card.frontend)
         metric = self.registry.get("metric", card.metric.name)
         data = self.card_data(card)
         start = time.perf_counter()
-        source = resolve_source(card, self.cache)
         with _stage_errors("convert_error", f"{card.name} ({card.frontend})"):
             model = frontend.load(card, source)
             native = frontend.native_forward(model, card, data.eval_batch())
