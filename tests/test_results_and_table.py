@@ -104,3 +104,18 @@ def test_json_schema_in_docs_is_current():
 
     path = Path(__file__).parent.parent / "docs" / "results.schema.json"
     assert json.loads(path.read_text()) == Results.model_json_schema()
+
+
+def test_wilson_interval_and_sqnr():
+    from zoocompat.metrics import sqnr_db, wilson_interval
+
+    low, high = wilson_interval(160, 160)
+    assert high == 1.0 and 0.97 < low < 0.98  # all right on 160 samples: at least ~97.7%
+    low, high = wilson_interval(50, 100)
+    assert abs((low + high) / 2 - 0.5) < 1e-9 and 0.40 < low < 0.41
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    import numpy as np
+
+    ref = np.ones(100)
+    assert abs(sqnr_db(ref, ref * 1.01) - 40.0) < 1e-6
+    assert sqnr_db(ref, ref) is None

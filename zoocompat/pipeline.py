@@ -27,7 +27,7 @@ from zoocompat.data import CardData, build_card_data
 from zoocompat.errors import CellError, PluginError
 from zoocompat.matrix import Cell
 from zoocompat.measured import convert_key
-from zoocompat.metrics import sqnr_db
+from zoocompat.metrics import sqnr_db, wilson_interval
 from zoocompat.plugins import Registry
 from zoocompat.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
 from zoocompat.sources import resolve_source
@@ -239,7 +239,8 @@ class CellRunner:
         )
         output = card.metric.output
         fp32_value = float(np.mean(metric.score(converted.fp32_outputs[output], data.labels)))
-        value = float(np.mean(metric.score(result.outputs[output], data.labels)))
+        scores = metric.score(result.outputs[output], data.labels)
+        value = float(np.mean(scores))
         tolerance = card.tolerance_for(cell.precision)
         drop = fp32_value - value if metric.higher_is_better else value - fp32_value
         record.metric = MetricResult(
@@ -249,6 +250,7 @@ class CellRunner:
             drop=drop,
             tolerance=tolerance,
             samples=len(data.labels),
+            interval=wilson_interval(float(np.sum(scores)), len(scores)),
             native_fp32=converted.report["native_metric"],
         )
         same_as_reference = cell.backend == "cpu"

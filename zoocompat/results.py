@@ -42,7 +42,10 @@ class _Model(BaseModel):
 
 
 class MetricResult(_Model):
-    """FP32 vs this cell's metric on the same evaluation samples."""
+    """FP32 vs this cell's metric on the same evaluation samples.
+
+    ``interval`` is the 95% Wilson interval of ``value`` over ``samples``.
+    """
 
     name: str
     fp32: float | None = None
@@ -50,6 +53,7 @@ class MetricResult(_Model):
     drop: float | None = None
     tolerance: float | None = None
     samples: int | None = None
+    interval: tuple[float, float] | None = None
     native_fp32: float | None = None
 
 
