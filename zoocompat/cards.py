@@ -103,6 +103,7 @@ class MetricSpec(_Strict):
     name: str
     output: str
     fp32_reference: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the metric's configure()")
 
 
 class Card(_Strict):

@@ -100,9 +100,23 @@ class CellRunner:
             json.loads((entry / "convert.json").read_text()),
         )
 
+    def _metric(self, card: Card) -> Any:
+        """The card's metric, configured with ``metric.params`` when the card gives any."""
+        metric = self.registry.get("metric", card.metric.name)
+        configure = getattr(metric, "configure", None)
+        if configure is not None:
+            return configure(dict(card.metric.params))
+        if card.metric.params:
+            raise CellError(
+                "bad_input",
+                f"{card.name}: metric {card.metric.name!r} takes no parameters, the card gives "
+                f"metric.params {sorted(card.metric.params)}; remove them",
+            )
+        return metric
+
     def _convert(self, card: Card, source: Path, out: Path) -> None:
         frontend = self.registry.get("frontend", card.frontend)
-        metric = self.registry.get("metric", card.metric.name)
+        metric = self._metric(card)
         data = self.card_data(card)
         start = time.perf_counter()
         with _stage_errors("convert_error", f"{card.name} ({card.frontend})"):
@@ -206,7 +220,7 @@ class CellRunner:
             record.status = "skip"
             record.reason = f"unavailable: {unavailable}"
             return
-        metric = self.registry.get("metric", card.metric.name)
+        metric = self._metric(card)
         data = self.card_data(card)
         converted = self.converted(card)
         record.timing = Timing(convert_s=converted.report["convert_s"])

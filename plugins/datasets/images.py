@@ -22,32 +22,9 @@ from zoocompat.cards import PypiFileSource
 from zoocompat.errors import CellError
 from zoocompat.sources import fetch_pypi_file
 
-SPLITS = ("train", "test")
-
-
-def _check_split(dataset: str, split: str) -> None:
-    if split not in SPLITS:
-        raise CellError("bad_input", f"dataset {dataset!r}: unknown split {split!r}; use one of {SPLITS}")
-
-
-def _check_params(dataset: str, params: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise CellError(
-            "bad_input",
-            f"dataset {dataset!r}: unknown dataset.params {unknown}; allowed: {list(allowed) or 'none'}",
-        )
-
-
-def _int_param(dataset: str, params: dict[str, Any], key: str, default: int, minimum: int) -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CellError(
-            "bad_input",
-            f"dataset {dataset!r}: dataset.params.{key} must be an integer >= {minimum}, got {value!r}",
-        )
-    return value
-
+from .params import check_params as _check_params
+from .params import check_split as _check_split
+from .params import int_param as _int_param
 
 # ---------------------------------------------------------------------------
 # digits

@@ -56,7 +56,8 @@ def finalize_onnx(path: Path, card: Card) -> None:
                 f"shape {spec.shape}; fix inputs.shape",
             )
         for dim, size in zip(dims, spec.shape, strict=True):
-            if dim.HasField("dim_value") and dim.dim_value not in (0, size):
+            # 0 and negative values (Paddle2ONNX writes -1) mean "unknown", like a dim_param
+            if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
                 raise CellError(
                     "convert_error",
                     f"{card.name}: input {spec.name!r} is fixed to {[d.dim_value for d in dims]} in the graph, "
@@ -68,9 +69,38 @@ def finalize_onnx(path: Path, card: Card) -> None:
         _rename(graph, value.name, name)
         value.type.tensor_type.ClearField("shape")  # re-derived from the pinned inputs below
     del graph.value_info[:]
+    if any(node.op_type == "Shape" for node in graph.node):
+        model = _fold_shape_chains(model, path)
     try:
         model = shape_inference.infer_shapes(model, strict_mode=True)
         onnx.checker.check_model(model, full_check=True)
     except Exception as error:  # onnx raises several unrelated types here
         raise CellError("convert_error", f"{card.name}: exported ONNX fails onnx.checker: {error}") from None
     onnx.save(model, str(path))
+
+
+def _fold_shape_chains(model, path: Path):
+    """Constant-fold ``Shape -> Slice/Gather -> Concat -> Reshape`` chains now that the inputs are pinned.
+
+    Exporters that traced dynamic shapes (Paddle2ONNX, tf2onnx) leave these
+    chains behind; QNN cannot place a node whose shape is computed at run
+    time. onnxruntime's basic level folds them with standard ONNX ops only
+    (no contrib-domain fusions), so the result is still a plain ONNX graph.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    pinned = path.with_name(path.stem + ".pinned.onnx")
+    onnx.save(model, str(pinned))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(path)
+    try:
+        ort.InferenceSession(str(pinned), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise CellError(
+            "convert_error", f"{path.name}: onnxruntime cannot load the graph with the card's input dims: {error}"
+        ) from None
+    finally:
+        pinned.unlink(missing_ok=True)
+    return onnx.load(str(path))
