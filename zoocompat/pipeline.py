@@ -27,7 +27,7 @@ from zoocompat.data import CardData, build_card_data
 from zoocompat.errors import CellError, PluginError
 from zoocompat.matrix import Cell
 from zoocompat.measured import convert_key
-from zoocompat.metrics import sqnr_db, wilson_interval
+from zoocompat.metrics import PairedDrop, mean_interval, paired_drop, sqnr_db
 from zoocompat.plugins import Registry
 from zoocompat.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
 from zoocompat.sources import resolve_source
@@ -252,19 +252,27 @@ class CellRunner:
             io_nodes=placement.io_nodes,
         )
         output = card.metric.output
-        fp32_value = float(np.mean(metric.score(converted.fp32_outputs[output], data.labels)))
+        fp32_scores = metric.score(converted.fp32_outputs[output], data.labels)
         scores = metric.score(result.outputs[output], data.labels)
-        value = float(np.mean(scores))
+        fp32_value, value = float(np.mean(fp32_scores)), float(np.mean(scores))
         tolerance = card.tolerance_for(cell.precision)
-        drop = fp32_value - value if metric.higher_is_better else value - fp32_value
+        if np.array_equal(converted.fp32_outputs[output], result.outputs[output]):
+            # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
+            paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
+        else:
+            paired = paired_drop(fp32_scores, scores, metric.higher_is_better)
+        verdict = paired.verdict(tolerance)
         record.metric = MetricResult(
             name=metric.name,
             fp32=fp32_value,
             value=value,
-            drop=drop,
+            drop=paired.drop,
             tolerance=tolerance,
             samples=len(data.labels),
-            interval=wilson_interval(float(np.sum(scores)), len(scores)),
+            interval=mean_interval(scores),
+            drop_interval=paired.interval,
+            drop_method=paired.method,
+            samples_needed=paired.samples_needed(tolerance) if verdict == "inconclusive" else None,
             native_fp32=converted.report["native_metric"],
         )
         same_as_reference = cell.backend == "cpu"
@@ -279,12 +287,24 @@ class CellRunner:
                 f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(data.labels)} samples is below "
                 f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
             )
-        if drop > tolerance:
-            raise CellError(
-                "accuracy",
-                f"{metric.name} dropped {drop * 100:.2f} points ({fp32_value:.4f} -> {value:.4f} on "
-                f"{len(data.labels)} samples), more than the tolerance {tolerance * 100:.2f}",
+        low, high = paired.interval
+        measured = (
+            f"{metric.name} dropped {paired.drop * 100:.2f} points ({fp32_value:.4f} -> {value:.4f} on "
+            f"{paired.samples} samples; 95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})"
+        )
+        if verdict == "fail":
+            raise CellError("accuracy", f"{measured}, more than the tolerance {tolerance * 100:.2f}")
+        if verdict == "inconclusive":
+            record.status = "inconclusive"
+            record.category = "accuracy"
+            needed = record.metric.samples_needed
+            record.reason = f"{measured} straddles the tolerance {tolerance * 100:.2f}: " + (
+                f"about {needed} evaluation samples would resolve it (raise dataset.evaluation in "
+                f"{card.path.name if card.path else 'the card'})"
+                if needed
+                else "the drop equals the tolerance, no sample count resolves it"
             )
+            return
         record.status = "pass"
         on = f"{placement.target_nodes}/{placement.total_nodes} nodes on {placement.target}"
         record.reason = on if not placement.fallback_ops else f"{on}; fell back: {placement.fallback_ops}"

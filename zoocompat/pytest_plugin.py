@@ -161,6 +161,8 @@ def run_cell_test(zoo_cell: Cell | CardError, zoo_runner) -> None:
     record = zoo_runner.run_cell(zoo_cell)
     if record.status == "skip":
         pytest.skip(record.reason)
+    if record.status == "inconclusive":  # neither pass nor fail: the record says how many samples would tell
+        pytest.skip(f"inconclusive: {record.reason}")
     if record.status != "pass":
         pytest.fail(f"[{record.category}] {record.reason}", pytrace=False)
 

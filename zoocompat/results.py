@@ -44,7 +44,11 @@ class _Model(BaseModel):
 class MetricResult(_Model):
     """FP32 vs this cell's metric on the same evaluation samples.
 
-    ``interval`` is the 95% Wilson interval of ``value`` over ``samples``.
+    ``interval`` is the 95% interval of ``value`` over ``samples`` (Wilson for
+    accuracies, a bootstrap for other scores);
+    ``drop_interval`` the 95% interval of the drop measured pair by pair on the
+    same samples (``drop_method`` says how), and ``samples_needed`` how many
+    evaluation samples would resolve an ``inconclusive`` verdict.
     """
 
     name: str
@@ -54,6 +58,9 @@ class MetricResult(_Model):
     tolerance: float | None = None
     samples: int | None = None
     interval: tuple[float, float] | None = None
+    drop_interval: tuple[float, float] | None = None
+    drop_method: str | None = None
+    samples_needed: int | None = None
     native_fp32: float | None = None
 
 
