@@ -55,6 +55,21 @@ class Quantized:
     report: dict[str, Any]
 
 
+def _check_finite(outputs: dict[str, np.ndarray], who: str, category: str, hint: str) -> None:
+    """Refuse outputs with NaN or Inf: every metric computed on them would be meaningless."""
+    for name, array in outputs.items():
+        values = np.asarray(array)
+        if values.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim else ~np.isfinite(values)
+        if bad.any():
+            kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("Inf", np.isinf)) if f(values).any())
+            raise CellError(
+                category,
+                f"{who} produces {kinds} in output {name!r} on {int(bad.sum())} of {bad.size} samples; {hint}",
+            )
+
+
 @contextmanager
 def _stage_errors(category: str, where: str) -> Iterator[None]:
     """Turn a plugin's unexpected exception into a CellError of the stage's category."""
@@ -124,6 +139,12 @@ class CellRunner:
             native = frontend.native_forward(model, card, data.eval_batch())
             frontend.export_onnx(model, card, out / "model.onnx")
         convert_s = time.perf_counter() - start
+        _check_finite(
+            native,
+            f"{card.name}: the {card.frontend} model itself (FP32, before any conversion)",
+            "bad_input",
+            "check the weights and inputs.preprocess (scale, mean, std)",
+        )
         cpu = self.registry.get("backend", "cpu")
         result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
         shutil.rmtree(out / "work", ignore_errors=True)
@@ -238,9 +259,16 @@ class CellRunner:
         for bulky in workdir.glob("*.npz"):
             bulky.unlink()
         record.artifacts["runner_log"] = str(workdir / "runner.log")
+        _check_finite(
+            result.outputs,
+            f"{cell.id}: the {cell.backend} backend's {cell.precision} run",
+            "fidelity",
+            "the FP32 and CPU reference runs are finite, so this is the backend's numerics",
+        )
         record.timing.compile_s = result.compile_s
         record.timing.run_s = result.run_s
         record.timing.per_sample_ms = result.info.get("per_sample_ms")
+        record.backend_info["loaded"] = result.info.get("runtime") or {}  # what the runner process really loaded
         placement = result.placement
         record.coverage = Coverage(
             target=placement.target,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import zoocompat
-from plugins.frontends.onnx_export import finalize_onnx
+from plugins.frontends.onnx_export import check_signature, finalize_onnx
 from zoocompat.cards import Card
 from zoocompat.errors import CellError
 
@@ -28,9 +28,14 @@ class OnnxFrontend:
         import onnx
 
         try:
-            onnx.load(str(source_path), load_external_data=False)
+            model = onnx.load(str(source_path), load_external_data=False)
         except Exception as error:  # protobuf decode errors come in several types
             raise CellError("bad_input", f"{source_path}: not a readable ONNX model ({error})") from None
+        if not model.graph.node:
+            raise CellError(
+                "bad_input", f"{source_path}: the ONNX model has no graph nodes (an empty or truncated file?)"
+            )
+        check_signature(model, card)  # before the native run, so a mismatch reads as the card's fault
         return Path(source_path)
 
     def native_forward(self, model: Any, card: Card, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ equal to the card's dims (SNPE's ``--input_dim``), shapes inferred, and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from zoocompat.cards import Card
 from zoocompat.errors import CellError
@@ -25,34 +26,35 @@ def _rename(graph, old: str, new: str) -> None:
             value.name = new
 
 
-def finalize_onnx(path: Path, card: Card) -> None:
-    """Rename I/O to the card's names, pin input dims, infer shapes and check, in place."""
-    import onnx
-    from onnx import shape_inference
+def check_signature(model: Any, card: Card) -> list[Any]:
+    """The graph's real inputs, after checking inputs and outputs against the card.
 
-    model = onnx.load(str(path))
+    Input and output counts must match the card; each input's rank must equal the
+    card's shape and every fixed dim (> 0) must equal the card's; symbolic,
+    zero or negative dims are free (the card pins them).
+    """
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
     real_inputs = [value for value in graph.input if value.name not in initializers]
     if len(real_inputs) != len(card.inputs):
         raise CellError(
             "convert_error",
-            f"{card.name}: the exported graph has {len(real_inputs)} inputs "
-            f"({[v.name for v in real_inputs]}), the card declares {len(card.inputs)}",
+            f"{card.name}: the graph has {len(real_inputs)} inputs "
+            f"({[v.name for v in real_inputs]}), the card declares {len(card.inputs)}; fix the card's inputs",
         )
     if len(graph.output) != len(card.outputs):
         raise CellError(
             "convert_error",
-            f"{card.name}: the exported graph has {len(graph.output)} outputs "
+            f"{card.name}: the graph has {len(graph.output)} outputs "
             f"({[v.name for v in graph.output]}), the card declares {card.outputs}; list them in graph order",
         )
     for value, spec in zip(real_inputs, card.inputs, strict=True):
-        _rename(graph, value.name, spec.name)
         dims = value.type.tensor_type.shape.dim
+        shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
         if len(dims) != len(spec.shape):
             raise CellError(
                 "convert_error",
-                f"{card.name}: input {spec.name!r} has rank {len(dims)} in the graph, the card gives "
+                f"{card.name}: input {value.name!r} has rank {len(dims)} {shown} in the graph, the card gives "
                 f"shape {spec.shape}; fix inputs.shape",
             )
         for dim, size in zip(dims, spec.shape, strict=True):
@@ -60,9 +62,23 @@ def finalize_onnx(path: Path, card: Card) -> None:
             if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
                 raise CellError(
                     "convert_error",
-                    f"{card.name}: input {spec.name!r} is fixed to {[d.dim_value for d in dims]} in the graph, "
+                    f"{card.name}: input {value.name!r} is fixed to {shown} in the graph, "
                     f"the card gives {spec.shape}; fix inputs.shape",
                 )
+    return real_inputs
+
+
+def finalize_onnx(path: Path, card: Card) -> None:
+    """Rename I/O to the card's names, pin input dims, infer shapes and check, in place."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    real_inputs = check_signature(model, card)
+    for value, spec in zip(real_inputs, card.inputs, strict=True):
+        _rename(graph, value.name, spec.name)
+        for dim, size in zip(value.type.tensor_type.shape.dim, spec.shape, strict=True):
             dim.Clear()
             dim.dim_value = size
     for value, name in zip(list(graph.output), card.outputs, strict=True):

@@ -1,0 +1,69 @@
+"""A small real model for the bad-input corpus: a linear digits classifier, fitted in closed form.
+
+Least squares on one-hot labels of scikit-learn's digits training split (the
+same fixed split the ``digits`` dataset plugin serves), so the model is
+trained, deterministic and built in milliseconds. The corpus breaks copies of
+it, its card and its data on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def fit_weights() -> tuple[np.ndarray, np.ndarray]:
+    """``(64 x 10 weights, 10 biases)`` fitted on the digits training split, inputs scaled to 0..1."""
+    from plugins.datasets.images import DigitsDataset
+
+    pool = DigitsDataset().load("train", 0, {})
+    x = pool.samples.reshape(len(pool.samples), -1).astype(np.float64) / 16.0
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    onehot = np.eye(10)[pool.labels]
+    solution, *_ = np.linalg.lstsq(x1.T @ x1 + 1e-2 * np.eye(65), x1.T @ onehot, rcond=None)
+    return solution[:64].astype(np.float32), solution[64].astype(np.float32)
+
+
+def build_onnx(path: Path, weights: np.ndarray, bias: np.ndarray, *, batch: int | str = 1) -> Path:
+    """Write ``Reshape -> Gemm -> Softmax`` taking ``batch x 8 x 8 x 1`` (NHWC) to ``path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        ],
+        "digits_linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 8, 8, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 10])],
+        [
+            numpy_helper.from_array(np.asarray([-1, 64], np.int64), "shape"),
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(bias, "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def card(name: str, model_file: str = "model.onnx") -> dict[str, Any]:
+    """A valid card for the linear digits model stored as ``model_file`` beside it."""
+    return {
+        "name": name,
+        "frontend": "onnx",
+        "description": "linear digits classifier (bad-input corpus)",
+        "license": "BSD-3-Clause (scikit-learn digits)",
+        "source": {"kind": "file", "path": model_file},
+        "inputs": [{"name": "input", "shape": [1, 8, 8, 1], "layout": "NHWC", "preprocess": {"scale": 0.0625}}],
+        "outputs": ["probs"],
+        "dataset": {"name": "digits", "calibration": 20, "evaluation": 300, "seed": 0},
+        "metric": {"name": "top1", "output": "probs", "fp32_reference": 0.8},
+        "tolerance": {"default": 0.05},
+        "smoke": [],
+    }
