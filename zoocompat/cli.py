@@ -194,5 +194,74 @@ def gate(baseline: Path, candidate: Path, as_json: bool, threshold: float, max_s
     sys.exit(report.exit_code)
 
 
+@main.command()
+@click.option("--backend", "backend_name", default="htp", show_default=True, help="backend plugin to probe")
+@click.option("--sdk", "sdk_id", default=None, help="SDK release, e.g. qnn-2.47 (default: this environment's)")
+@click.option("--precisions", default=None, help="comma-separated (default: every precision of the backend)")
+@click.option("--ops", "op_names", default=None, help="comma-separated probe names or ONNX op types (default: all)")
+@click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
+@click.option("--md", "md_file", type=click.Path(path_type=Path), default=None, help="write a Markdown table")
+@click.option("--diff", nargs=2, type=click.Path(path_type=Path), default=None, help="compare two `ops --json` files")
+@click.option("--no-cache", is_flag=True, help="probe again even where a cached result exists")
+def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_cache) -> None:
+    """Per-op support table: single-op ONNX probes x precisions on a backend (or --diff two tables)."""
+    from zoocompat import ops_table
+
+    if diff:
+        try:
+            tables = [json.loads(Path(p).read_text()) for p in diff]
+        except (OSError, ValueError) as error:
+            _fail(f"--diff needs two files written by `zoocompat ops --json`: {error}")
+        if not all(isinstance(t, dict) and "ops" in t for t in tables):
+            _fail(f"--diff: {diff[0]} or {diff[1]} is not an `ops --json` table (no 'ops' key)")
+        changes = ops_table.diff_tables(*tables)
+        text = ops_table.render_diff_markdown(changes)
+        if md_file:
+            Path(md_file).write_text(text, encoding="utf-8")
+        click.echo(json.dumps(changes, indent=1) if as_json else text, nl=not text.endswith("\n") or as_json)
+        return
+    from zoocompat.plugins import registry
+
+    try:
+        backend = registry().get("backend", backend_name)
+    except ZoocompatError as error:
+        _fail(str(error))
+    chosen = precisions.split(",") if precisions else list(backend.precisions)
+    unknown = [p for p in chosen if p not in backend.precisions]
+    if unknown:
+        _fail(
+            f"backend {backend_name} has no precision {', '.join(unknown)}; it offers {', '.join(backend.precisions)}"
+        )
+    unavailable = backend.available(sdk_id)
+    if unavailable:
+        _fail(f"backend {backend_name} is not available: {unavailable}", 1)
+    command = " ".join(
+        ["zoocompat ops --backend", backend_name]
+        + ([f"--sdk {sdk_id}"] if sdk_id else [])
+        + ([f"--precisions {precisions}"] if precisions else [])
+        + ([f"--ops {op_names}"] if op_names else [])
+    )
+    try:
+        result = ops_table.run_ops(
+            backend,
+            sdk_id,
+            chosen,
+            op_names.split(",") if op_names else None,
+            progress=lambda line: click.echo(line, err=True),
+            use_cache=not no_cache,
+        )
+    except KeyError as error:
+        _fail(f"--ops: no probe or ONNX op named {error.args[0]}; `zoocompat ops --json` lists every probe")
+    result["run"]["command"] = command
+    if md_file:
+        Path(md_file).write_text(ops_table.render_markdown(result, command=command), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        for precision, counts in result["summary"].items():
+            click.echo(f"{precision:<6} " + "  ".join(f"{v} {n}" for v, n in counts.items()))
+        click.echo(f"{result['run']['results']} probe runs in {result['run']['seconds']} s")
+
+
 if __name__ == "__main__":
     main()
