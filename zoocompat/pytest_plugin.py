@@ -19,6 +19,8 @@ import pytest
 from zoocompat.cache import ArtifactCache
 from zoocompat.cards import BACKENDS, FRONTENDS, PRECISIONS, QUANT_MODES, Card, discover
 from zoocompat.errors import CardError
+from zoocompat.known_failures import DEFAULT_PATH as KNOWN_FAILURES_DEFAULT
+from zoocompat.known_failures import KnownFailures, KnownFailuresError, load_known_failures
 from zoocompat.matrix import Cell, Selection, build_cells
 from zoocompat.plugins import registry
 from zoocompat.results import ReportDir, RunInfo, host_info, load_results, now, tool_versions
@@ -42,6 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sdk", default=None, help="SDK id, e.g. qnn-2.51 (default: the installed one)")
     group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
     group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
+    group.addoption(
+        "--known-failures",
+        default=None,
+        help=f"YAML of accepted failures, strict xfails (default {KNOWN_FAILURES_DEFAULT} when it exists)",
+    )
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -86,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in cards:
         config.addinivalue_line("markers", f"{name}: cells of this model")
     config._zoocompat_selection = _selection(config)  # type: ignore[attr-defined]  # usage errors surface here
+    config._zoocompat_known = _known_failures(config, set(cards))  # type: ignore[attr-defined]
     if _is_controller(config) and _wants_matrix(config):
         report = _report(config)
         report.reset()
@@ -99,6 +107,20 @@ def pytest_configure(config: pytest.Config) -> None:
         for name in registry().names("backend"):
             run.backends[name] = registry().get("backend", name).describe(config.getoption("sdk"))
         report.write_run(run)
+
+
+def _known_failures(config: pytest.Config, models: set[str]) -> tuple[Path | None, KnownFailures]:
+    """The session's known failures (``--known-failures``, else the default file if present): ``(path as shown,
+    entries)``; an invalid file is a usage error.
+    """
+    option = config.getoption("known_failures")
+    path = Path(option) if option else config.rootpath / KNOWN_FAILURES_DEFAULT
+    if not option and not path.exists():
+        return None, KnownFailures()
+    try:
+        return (Path(option) if option else KNOWN_FAILURES_DEFAULT), load_known_failures(path, models)
+    except KnownFailuresError as error:
+        raise pytest.UsageError(f"--known-failures: {error}") from None
 
 
 def _check_known(option: str, wanted: set[str] | None, known: set[str]) -> None:
@@ -154,11 +176,34 @@ def zoo_runner(request: pytest.FixtureRequest):
     return CellRunner(registry(), cards, ArtifactCache(), _report(request.config))
 
 
-def run_cell_test(zoo_cell: Cell | CardError, zoo_runner) -> None:
-    """The body of the conformance test: run the cell, then turn its record into a test outcome."""
+@pytest.fixture(scope="session")
+def zoo_known_failures(request: pytest.FixtureRequest) -> tuple[Path | None, KnownFailures]:
+    """The session's known failures: ``(file, entries)``, ``(None, empty)`` when there is no file."""
+    return request.config._zoocompat_known  # type: ignore[attr-defined]
+
+
+def run_cell_test(
+    zoo_cell: Cell | CardError, zoo_runner, zoo_known_failures: tuple[Path | None, KnownFailures] | None = None
+) -> None:
+    """The body of the conformance test: run the cell, then turn its record into a test outcome.
+
+    A cell matching a known-failures entry is a strict expected failure: failing
+    with the entry's category it is recorded ``xfail`` and xfails; passing it is
+    recorded ``xpass`` and fails with "fixed: remove this entry ...".
+    """
     if isinstance(zoo_cell, CardError):
         pytest.fail(str(zoo_cell), pytrace=False)
     record = zoo_runner.run_cell(zoo_cell)
+    path, known = zoo_known_failures or (None, KnownFailures())
+    match = known.match(record, sdk=record.sdk or record.backend_info.get("sdk"))
+    if match is not None:
+        message = match.apply(record, path or KNOWN_FAILURES_DEFAULT)
+        if record.status in ("xfail", "xpass"):
+            zoo_runner.report.write_cell(record)
+        if record.status == "xfail":
+            pytest.xfail(message)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
     if record.status == "skip":
         pytest.skip(record.reason)
     if record.status == "inconclusive":  # neither pass nor fail: the record says how many samples would tell
