@@ -181,6 +181,8 @@ def load_card(path: Path) -> Card:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise CardError(f"{path}: cannot read the card ({error.strerror or error}); check the path") from None
+    except UnicodeDecodeError as error:
+        raise CardError(f"{path}: a card must be UTF-8 text ({error.reason} at byte {error.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

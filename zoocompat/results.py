@@ -234,6 +234,8 @@ def load_results(path: Path) -> Results:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ResultsError(f"{path}: cannot read results ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ResultsError(f"{path}: not a zoocompat results file: not UTF-8 text ({error.reason})") from None
     try:
         return Results.model_validate(json.loads(text))
     except (ValueError, ValidationError) as error:

@@ -46,6 +46,13 @@ def _version_of(enc: dict[str, Any]) -> str:
     return "0.6.1" if any(isinstance(s, dict) for s in sections) else "1.0.0"
 
 
+def _entry_name(entry: Any, index: int) -> str:
+    """The tensor name of a list-layout entry, or its position when it has none."""
+    if isinstance(entry, dict) and "name" in entry:
+        return str(entry["name"])
+    return f"<entry {index}>"
+
+
 def iter_encodings(enc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """Yield ``(kind, tensor_name, entry)`` for every encoding entry of ``enc``.
 
@@ -54,8 +61,8 @@ def iter_encodings(enc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, An
     """
     version = _version_of(enc)
     if version.startswith("2."):
-        for entry in enc.get("encodings", []):
-            yield "tensor", str(entry.get("name", "?")), entry
+        for index, entry in enumerate(enc.get("encodings", [])):
+            yield "tensor", _entry_name(entry, index), entry
         return
     for kind, section in (("param", "param_encodings"), ("activation", "activation_encodings")):
         entries = enc.get(section) or ([] if version != "0.6.1" else {})
@@ -64,8 +71,8 @@ def iter_encodings(enc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, An
                 for entry in per_channel if isinstance(per_channel, list) else [per_channel]:
                     yield kind, str(name), entry
         else:
-            for entry in entries:
-                yield kind, str(entry.get("name", "?")), entry
+            for index, entry in enumerate(entries):
+                yield kind, _entry_name(entry, index), entry
 
 
 def _bitwidth(entry: dict[str, Any]) -> int | None:
