@@ -197,3 +197,5 @@ def test_matrix_records_xfail_and_fails_an_xpass(tmp_path, card_dict):
     cells = {c["model"]: c for c in json.loads((report / "results.json").read_text())["cells"]}
     assert cells["mtcnn_onet"]["status"] == "xpass" and cells["mtcnn_onet"]["metric"]["value"] > 0.9
     assert cells["user_onet"]["status"] == "xfail" and cells["user_onet"]["category"] == "bad_input"
+    assert (report / "support.html").read_text().startswith("<!DOCTYPE html>")
+    assert "html:    " in done.stdout

@@ -123,10 +123,10 @@ def zoo_check(card: Path) -> None:
 
 @main.command()
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
 def table(results: Path, fmt: str, output: Path | None) -> None:
-    """Support table from a results.json."""
+    """Support table from a results.json: Markdown, one self-contained HTML page with plots, or CSV."""
     from zoocompat.results import load_results
     from zoocompat.table import render_csv, render_markdown
 
@@ -134,7 +134,12 @@ def table(results: Path, fmt: str, output: Path | None) -> None:
         loaded = load_results(results)
     except ZoocompatError as error:
         _fail(str(error))
-    text = render_markdown(loaded) if fmt == "md" else render_csv(loaded)
+    if fmt == "html":
+        from zoocompat.html_report import render_html
+
+        text = render_html(loaded)
+    else:
+        text = render_markdown(loaded) if fmt == "md" else render_csv(loaded)
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")

@@ -213,7 +213,7 @@ def run_cell_test(
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """On the controller: merge cell records into results.json and write support.md."""
+    """On the controller: merge cell records into results.json and write support.md and support.html."""
     config = session.config
     if not (_is_controller(config) and _wants_matrix(config)):
         return
@@ -223,6 +223,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = report.merge()
     (report.root / "support.md").write_text(render_markdown(results), encoding="utf-8")
     config._zoocompat_summary = (summary_line(results), report.root)  # type: ignore[attr-defined]
+    try:
+        from zoocompat.html_report import render_html
+
+        (report.root / "support.html").write_text(render_html(results), encoding="utf-8")
+    except Exception as error:  # the page is a convenience: a plotting problem must not lose the run's report
+        config._zoocompat_html_error = f"{type(error).__name__}: {error}"  # type: ignore[attr-defined]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -235,6 +241,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(line)
     terminalreporter.write_line(f"results: {os.path.join(root, 'results.json')}")
     terminalreporter.write_line(f"table:   {os.path.join(root, 'support.md')}")
+    html_error = getattr(config, "_zoocompat_html_error", None)
+    if html_error:
+        terminalreporter.write_line(f"html:    not written ({html_error})")
+    else:
+        terminalreporter.write_line(f"html:    {os.path.join(root, 'support.html')}")
 
 
 __all__ = ["load_results", "run_cell_test"]

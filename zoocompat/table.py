@@ -9,6 +9,13 @@ from zoocompat.cards import BACKENDS, PRECISIONS
 from zoocompat.results import CellRecord, Results
 
 SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconclusive": "❔", "xfail": "🟡", "xpass": "🟢"}
+#: A word after the metric for statuses whose symbol alone is easy to misread.
+STATUS_WORD = {"xfail": "known", "xpass": "fixed?", "inconclusive": "inconclusive"}
+LEGEND = (
+    "✅ pass · ⚠️ pass with CPU fallback · ❌ fail · 💥 error · ❔ inconclusive (the drop's interval straddles "
+    "the tolerance) · 🟡 known failure (xfail) · 🟢 known failure that passed (xpass: remove its entry) · "
+    "➖ not run here."
+)
 
 
 def _columns(results: Results) -> list[tuple[str, str, str]]:
@@ -17,7 +24,7 @@ def _columns(results: Results) -> list[tuple[str, str, str]]:
 
 
 def is_partial(cell: CellRecord) -> bool:
-    """A passing accelerator cell with nodes left on the CPU."""
+    """An accelerator cell with nodes left on the CPU."""
     cov = cell.coverage
     return bool(cov and cell.backend != "cpu" and cov.total_nodes and cov.target_nodes < cov.total_nodes)
 
@@ -41,7 +48,12 @@ def cell_text(cell: CellRecord) -> str:
         parts.append(f"{m.value:.3f}")
         if m.drop is not None and cell.precision != "fp32":
             parts.append(f"(Δ {m.drop * 100:+.1f} pt)")
-    if cell.category and cell.status != "pass":
+            interval = getattr(m, "drop_interval", None)
+            if cell.status == "inconclusive" and interval:
+                parts[-1] = f"(Δ {m.drop * 100:+.1f} pt, {interval[0] * 100:+.1f}…{interval[1] * 100:+.1f})"
+    if cell.status in STATUS_WORD:
+        parts.append(STATUS_WORD[cell.status])
+    if cell.category and cell.status not in ("pass", "xpass"):
         parts.append(cell.category)
     if cell.backend != "cpu" and cell.coverage:
         parts.append(f"· NPU {coverage_pct(cell)}")
@@ -69,7 +81,8 @@ def render_markdown(results: Results, title: str = "zoocompat support table") ->
         )
     lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}.", ""]
     lines.append("Cells: metric value on the evaluation set, Δ = FP32 minus this cell in points, NPU = share of")
-    lines.append("graph nodes the accelerator took. ✅ pass · ⚠️ pass with CPU fallback · ❌ fail · ➖ not run here.")
+    lines.append("graph nodes the accelerator took.")
+    lines.append(LEGEND)
     lines.append("")
     lines.append("| model | frontend | metric | " + " | ".join(_label(c) for c in cols) + " |")
     lines.append("|---|---|---|" + "---|" * len(cols))
@@ -85,7 +98,8 @@ def render_markdown(results: Results, title: str = "zoocompat support table") ->
     if details:
         lines += ["", "## Failures, fallbacks and cells not run", ""]
         for c in details:
-            lines.append(f"- `{c.id}` **{c.status}**{f' ({c.category})' if c.category else ''}: {c.reason}")
+            status = {"xfail": "xfail (known failure)", "xpass": "xpass (known failure passed)"}.get(c.status, c.status)
+            lines.append(f"- `{c.id}` **{status}**{f' ({c.category})' if c.category else ''}: {c.reason}")
             if c.coverage and c.coverage.fallback_ops:
                 lines.append(f"  - fell back to CPU: {c.coverage.fallback_ops}")
                 for reason in c.coverage.reasons[:5]:
