@@ -3,6 +3,9 @@
 A cell is model x backend x precision x quantization mode (x SDK). Only pairs a
 backend declares are generated; float precisions run unquantized (``none``),
 integer precisions run with a quantization mode their model's quantizer has.
+The SDK axis applies to the backends that run inside an SDK release: with
+``--sdk qnn-2.47,qnn-2.51`` each of their cells exists once per release, side
+by side, with the release as the id's last part.
 """
 
 from __future__ import annotations
@@ -59,7 +62,12 @@ class Selection:
     backends: set[str] | None = None
     precisions: set[str] | None = None
     quant: set[str] | None = None
-    sdk: str | None = None
+    sdk: str | None = None  # one SDK id or several, comma-separated
+
+    def sdk_ids(self) -> list[str | None]:
+        """The requested SDK ids in order, or ``[None]`` (the installed SDK) when none is given."""
+        ids = [s.strip() for s in (self.sdk or "").split(",") if s.strip()]
+        return list(dict.fromkeys(ids)) or [None]
 
 
 def _keep(value: str, allowed: set[str] | None) -> bool:
@@ -71,12 +79,17 @@ def build_cells(
     backends: dict[str, tuple[str, ...]],
     quantizer_modes: dict[str, tuple[str, ...]],
     selection: Selection,
+    sdk_backends: Iterable[str] | None = None,
 ) -> list[Cell]:
     """All cells for ``cards`` on ``backends`` (name -> precisions) after ``selection``.
 
     ``quantizer_modes`` maps a quantizer name to the modes it offers; a card's
-    integer cells use its own quantizer's modes.
+    integer cells use its own quantizer's modes. ``sdk_backends`` names the
+    backends whose cells run inside an SDK release (one cell per requested
+    SDK); the others get no SDK. ``None`` puts the SDK on every backend.
     """
+    sdk_ids = selection.sdk_ids()
+    bound = set(backends) if sdk_backends is None else set(sdk_backends)
     modes_wanted = selection.quant or set(DEFAULT_QUANT_MODES)
     cells: list[Cell] = []
     for card in sorted(cards, key=lambda c: c.name):
@@ -93,6 +106,8 @@ def build_cells(
                 else:
                     modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m != "none"]
                 for quant in modes:
-                    if quant in modes_wanted:
-                        cells.append(Cell(card.name, card.frontend, backend, precision, quant, selection.sdk))
+                    if quant not in modes_wanted:
+                        continue
+                    for sdk in sdk_ids if backend in bound else [None]:
+                        cells.append(Cell(card.name, card.frontend, backend, precision, quant, sdk))
     return cells

@@ -5,89 +5,105 @@ Snapdragon device the same code path runs on the NPU. Float models run with
 ``enable_htp_fp16_precision`` (a device never runs fp32 on HTP); quantized
 models are the QDQ ONNX every backend shares. Nodes the HTP rejects fall back
 to the CPU EP, and the placement record says which and why.
+
+The SDK release is a cell axis: without ``--sdk`` the runner uses the suite's
+own onnxruntime-qnn; with ``--sdk qnn-2.47`` it runs under that release's
+isolated environment (``zoocompat sdk install qnn-2.47``), so that release's
+``libQnnHtp.so`` is the one loaded, and the runner checks the core version it
+loaded against the one the record names.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import zoocompat
 from plugins.backends.ort_session import RunnerModel
-from zoocompat.plugins import distribution_version
+from zoocompat import sdks
+from zoocompat.sdks import SdkEnv, SdkError, qnn_core_version, sdk_id
+
+__all__ = ["HtpBackend", "qnn_core_version", "qnn_package_dir", "sdk_id"]
 
 DEFAULT_HTP_ARCH = "75"
 DEFAULT_SOC_MODEL = "57"
-_CORE_VERSION = re.compile(rb"AISW_VERSION: (\d+\.\d+\.\d+)")
 
 
 def qnn_package_dir() -> Path | None:
-    """Folder of the installed ``onnxruntime_qnn`` package, found without importing it."""
-    spec = importlib.util.find_spec("onnxruntime_qnn")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-@cache
-def qnn_core_version(library: Path) -> str | None:
-    """The QNN core version compiled into ``libQnnHtp.so`` (e.g. ``2.51.0``)."""
-    match = _CORE_VERSION.search(library.read_bytes())
-    return match.group(1).decode() if match else None
-
-
-def sdk_id(core_version: str | None) -> str | None:
-    """``qnn-<major.minor>`` for a core version."""
-    return "qnn-" + ".".join(core_version.split(".")[:2]) if core_version else None
+    """Folder of the suite's own ``onnxruntime_qnn`` package, found without importing it."""
+    own = sdks.current_env()
+    return Path(own.qnn_lib_dir) if own else None
 
 
 class HtpBackend:
-    """QNN HTP via onnxruntime-qnn."""
+    """QNN HTP via onnxruntime-qnn, in the suite's environment or an installed SDK release's."""
 
     name = "htp"
     precisions = ("fp16", "w8a8", "w8a16")
+    #: cells of this backend run inside an SDK release: ``--sdk a,b`` makes one cell per release
+    sdk_axis = True
 
     def __init__(self, htp_arch: str = DEFAULT_HTP_ARCH, soc_model: str = DEFAULT_SOC_MODEL) -> None:
         self.htp_arch = htp_arch
         self.soc_model = soc_model
 
-    def _library(self) -> Path | None:
-        folder = qnn_package_dir()
-        library = folder / "libQnnHtp.so" if folder else None
-        return library if library and library.is_file() else None
+    def _env(self, sdk: str | None) -> SdkEnv | None:
+        return sdks.current_env() if sdk is None else sdks.find(sdk)
 
     def available(self, sdk: str | None) -> str | None:
-        """Needs onnxruntime-qnn with its libQnnHtp.so, and the requested SDK release."""
-        library = self._library()
-        if library is None:
-            return "onnxruntime-qnn (Qualcomm's QNN HTP library) is not installed: pip install -e .[stack]"
-        installed = sdk_id(qnn_core_version(library))
-        if sdk and sdk != installed:
-            return f"SDK {sdk} is not installed here (this environment has {installed})"
-        return None
+        """Needs onnxruntime-qnn with its libQnnHtp.so: the suite's own, or the requested SDK release's."""
+        if sdk is None:
+            if sdks.current_env() is None:
+                return "onnxruntime-qnn (Qualcomm's QNN HTP library) is not installed: pip install -e .[stack]"
+            return None
+        if self._env(sdk) is not None:
+            return None
+        try:
+            sdks.release(sdk)
+        except SdkError as error:
+            return str(error)
+        return sdks.not_installed_reason(sdk)
 
     def describe(self, sdk: str | None) -> dict[str, Any]:
-        """onnxruntime-qnn version, QNN core version read from the library, arch."""
-        library = self._library()
-        core = qnn_core_version(library) if library else None
+        """SDK id, QNN core version read from that release's library, onnxruntime versions, arch."""
+        env = self._env(sdk)
         return {
             "runtime": "QNN HTP (onnxruntime-qnn; x86-64 HTP emulator off-device)",
-            "onnxruntime_qnn": distribution_version("onnxruntime-qnn"),
-            "qnn_core_version": core,
-            "sdk": sdk_id(core),
+            "onnxruntime_qnn": env.onnxruntime_qnn_version if env else None,
+            "onnxruntime": env.onnxruntime_version if env else None,
+            "qnn_core_version": env.qnn_core_version if env else None,
+            "sdk": env.id if env else sdk,
+            "sdk_env": env.root if env else None,
             "htp_arch": self.htp_arch,
             "soc_model": self.soc_model,
         }
 
-    def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> RunnerModel:
-        """Prepare a QNN HTP session (compiled inside the runner on ``run``)."""
+    def provider_options(self, precision: str) -> dict[str, str]:
+        """QNN EP options for ``precision``."""
         options = {"htp_arch": self.htp_arch, "soc_model": self.soc_model}
         if precision == "fp16":
             options["enable_htp_fp16_precision"] = "1"
-        return RunnerModel(Path(onnx_path), ep="qnn", target=self.name, workdir=workdir, provider_options=options)
+        return options
+
+    def runner(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path, **extra: Any) -> RunnerModel:
+        """A runner for ``onnx_path`` under the python of ``sdk`` (the suite's own when ``None``)."""
+        env = self._env(sdk)
+        if env is None:
+            raise SdkError(self.available(sdk) or f"SDK {sdk} is not installed")
+        return RunnerModel(
+            Path(onnx_path),
+            ep="qnn",
+            target=self.name,
+            workdir=workdir,
+            provider_options={**self.provider_options(precision), "backend_path": str(env.htp_library)},
+            python=env.python,
+            expected_core_version=env.qnn_core_version,
+            **extra,
+        )
+
+    def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> RunnerModel:
+        """Prepare a QNN HTP session (compiled inside the runner on ``run``)."""
+        return self.runner(onnx_path, precision, sdk, workdir)
 
 
 @zoocompat.hookimpl

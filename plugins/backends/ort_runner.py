@@ -11,21 +11,40 @@ hangs takes down this process only; the parent records the cell as ``crash``
 or ``timeout`` and the session goes on. It also lets a runner use another
 Python environment (another SDK release) than the parent's.
 
-Usage: ``python -m plugins.backends.ort_runner REQUEST.json``
+It imports nothing of the suite (only numpy and onnxruntime), so it runs as a
+plain script under an SDK release's own isolated environment
+(``zoocompat sdk install``), where the QNN libraries of that release are the
+ones loaded; the report names them and the core version read from them.
+
+Usage: ``python -I path/to/ort_runner.py REQUEST.json``
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 EXIT_FAILED = 3
+_CORE_VERSION = re.compile(rb"AISW_VERSION: (\d+\.\d+\.\d+)")
 
 
-def _session(request: dict[str, Any]):
+def _qnn_library_report(backend_path: str) -> dict[str, Any]:
+    """Which QNN library this process loads, the core version compiled into it, and the wheel's version."""
+    import onnxruntime_qnn
+
+    match = _CORE_VERSION.search(Path(backend_path).read_bytes())
+    return {
+        "qnn_library": backend_path,
+        "qnn_core_version": match.group(1).decode() if match else None,
+        "onnxruntime_qnn": getattr(onnxruntime_qnn, "__version__", None),
+    }
+
+
+def _session(request: dict[str, Any], report: dict[str, Any]):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,10 +60,16 @@ def _session(request: dict[str, Any]):
             raise RuntimeError("onnxruntime lists no QNNExecutionProvider device after registering the library")
         provider_options = dict(request.get("provider_options", {}))
         provider_options.setdefault("backend_path", onnxruntime_qnn.get_qnn_htp_path())
+        report.update(_qnn_library_report(provider_options["backend_path"]))
         options.add_provider_for_devices(devices, {k: str(v) for k, v in provider_options.items()})
         session = ort.InferenceSession(request["model"], sess_options=options)
         if session.get_providers()[0] != "QNNExecutionProvider":
             raise RuntimeError(f"QNN was requested but the session runs on {session.get_providers()}")
+        return session
+    if request["ep"] == "cuda":
+        session = ort.InferenceSession(request["model"], sess_options=options, providers=["CUDAExecutionProvider"])
+        if session.get_providers()[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"CUDA was requested but the session runs on {session.get_providers()}")
         return session
     return ort.InferenceSession(request["model"], sess_options=options, providers=["CPUExecutionProvider"])
 
@@ -70,10 +95,10 @@ def main(argv: list[str]) -> int:
     import onnxruntime as ort
 
     request = json.loads(Path(argv[1]).read_text())
-    report: dict[str, Any] = {"onnxruntime": ort.__version__, "stage": "compile"}
+    report: dict[str, Any] = {"onnxruntime": ort.__version__, "python": sys.executable, "stage": "compile"}
     try:
         start = time.perf_counter()
-        session = _session(request)
+        session = _session(request, report)
         report["compile_s"] = time.perf_counter() - start
         report["providers"] = session.get_providers()
         report["stage"] = "run"

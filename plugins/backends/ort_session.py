@@ -6,6 +6,11 @@ waits for it with a timeout, and turns what happened into a
 :class:`zoocompat.api.RunResult` or a :class:`zoocompat.errors.CellError`
 (``crash`` for a signal, ``timeout`` for a hang, the runner's own message
 otherwise). Node placement is read from the session's verbose log.
+
+The runner is started as a script file under ``python`` in isolated mode
+(``-I``), not as a module of this package: an SDK release's own environment
+(see :mod:`zoocompat.sdks`) runs it without the suite installed, and nothing of
+the parent's environment leaks into it.
 """
 
 from __future__ import annotations
@@ -27,11 +32,18 @@ from zoocompat.api import Placement, RunResult
 from zoocompat.errors import CellError
 
 DEFAULT_TIMEOUT_S = 900.0
+RUNNER_SCRIPT = Path(__file__).with_name("ort_runner.py")
+_TARGET_EP = {"qnn": "QNNExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+#: What the runner reports about the runtime it loaded; kept with the cell's record.
+RUNTIME_KEYS = ("python", "onnxruntime", "onnxruntime_qnn", "qnn_core_version", "qnn_library")
 _PASS = re.compile(r"Validation (PASSED|FAILED) for (\d+) nodes in \w+ \((\w+)\)")
 _PLACED = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
 _REASON = re.compile(r"REASON\s*:\s*(.+)")
+_NODE_INDEX = re.compile(r"^\s*Operator type: .* Node index: (\d+)\s*$")
 # onnxruntime's exception types for a file that is not a loadable model
 _BAD_MODEL_ERRORS = {"InvalidProtobuf", "NoSuchFile", "InvalidGraph", "InvalidArgument"}
+# an older runtime release (another SDK's onnxruntime) that cannot read a newer model file
+_TOO_NEW = re.compile(r"Unsupported model IR version|opset \d+ is under development|Opset \d+ is not supported")
 _IO_BOUNDARY = re.compile(r"not take (Q nodes that consume a graph input|DQ nodes that generate a graph output)")
 
 
@@ -40,21 +52,53 @@ def cell_timeout() -> float:
     return float(os.environ.get("ZOOCOMPAT_CELL_TIMEOUT", DEFAULT_TIMEOUT_S))
 
 
+def _first_capability_pass(log: str) -> str:
+    """The part of the log with the QNN EP's first ``GetCapability`` pass.
+
+    onnxruntime-qnn 2.7 (QNN 2.51) marks each pass (``GetCapability pass 1``);
+    older releases do not, so there the first pass ends where a node index it
+    already listed comes up again.
+    """
+    passes = log.split("GetCapability pass")
+    if len(passes) > 2:
+        return passes[1]
+    seen: set[str] = set()
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if not _PASS.search(line):
+            continue
+        indices = set(_block_indices(lines, i))
+        if seen & indices:
+            return "\n".join(lines[:i])
+        seen |= indices
+    return log
+
+
+def _block_indices(lines: list[str], start: int) -> list[str]:
+    """Node indices listed under the Validation line at ``start``."""
+    found = []
+    for line in lines[start + 1 :]:
+        match = _NODE_INDEX.search(line)
+        if not match:
+            break
+        found.append(match.group(1))
+    return found
+
+
 def parse_placement(log: str, target_ep: str, target: str) -> Placement:
     """Read node placement from an onnxruntime verbose session log.
 
     For a plugin EP (QNN) the first ``GetCapability`` pass lists each node unit
     of the graph as given (after onnxruntime's basic fusions) as PASSED or
     FAILED with the vendor's reason; later passes add the EP's own layout
-    Transposes, so they are not counted. For the CPU EP every node
-    ``placed on [CPUExecutionProvider]`` is on the target.
+    Transposes, so they are not counted. For the built-in EPs (CPU, CUDA) the
+    nodes ``placed on [<EP>]`` are on the target, the rest fell back to the CPU.
     """
     placed = {ep: int(n) for ep, n in _PLACED.findall(log)}
-    if target_ep == "CPUExecutionProvider":
+    if target_ep != "QNNExecutionProvider":
         total = sum(placed.values())
         return Placement(target, placed.get(target_ep, 0), total, partitions=1 if total else 0)
-    passes = log.split("GetCapability pass")
-    first_pass = passes[1] if len(passes) > 2 else passes[-1]
+    first_pass = _first_capability_pass(log)
     on_target = total = io_nodes = 0
     fallback: Counter[str] = Counter()
     reasons: list[str] = []
@@ -86,16 +130,18 @@ class RunnerModel:
     """A model compiled lazily in a runner process on ``run``."""
 
     onnx_path: Path
-    ep: str  # "cpu" or "qnn"
+    ep: str  # "cpu", "qnn" or "cuda"
     target: str  # backend name, for the placement record
     workdir: Path
     provider_options: dict[str, Any] = field(default_factory=dict)
     session_config: dict[str, Any] = field(default_factory=dict)
     python: str = sys.executable
     timeout_s: float = field(default_factory=cell_timeout)
+    #: QNN core version the runner must load (that of the chosen SDK); ``None`` checks nothing.
+    expected_core_version: str | None = None
 
     def _command(self, request_path: Path) -> list[str]:
-        return [self.python, "-m", "plugins.backends.ort_runner", str(request_path)]
+        return [self.python, "-I", str(RUNNER_SCRIPT), str(request_path)]
 
     def run(self, inputs: dict[str, np.ndarray]) -> RunResult:
         """Compile and run every sample in a runner process."""
@@ -140,22 +186,38 @@ class RunnerModel:
             stage = report.get("stage", "start")
             if report.get("error_type") in _BAD_MODEL_ERRORS:
                 category = "bad_input"
+            elif _TOO_NEW.search(str(detail)):
+                category = "convert_error"  # the model is fine; this runtime release cannot read it
             else:
                 category = "unsupported_op" if stage == "compile" else "crash"
+            rejected = ""
+            if stage == "compile" and self.ep == "qnn":
+                reasons = parse_placement(log_text, _TARGET_EP[self.ep], self.target).reasons
+                rejected = f"; vendor: {'; '.join(reasons[:5])}" if reasons else ""
             raise CellError(
                 category,
                 f"{self.target} runner failed at {stage} on {self.onnx_path.name} "
-                f"(exit {done.returncode}): {detail}; log: {log_path}",
+                f"(exit {done.returncode}): {detail}{rejected}; log: {log_path}",
+            )
+        loaded = report.get("qnn_core_version")
+        if self.expected_core_version and loaded != self.expected_core_version:
+            raise CellError(
+                "crash",
+                f"{self.target} runner loaded QNN core {loaded} from {report.get('qnn_library')}, not the "
+                f"requested {self.expected_core_version} (python {self.python}); reinstall the SDK environment",
             )
         with np.load(paths["outputs.npz"], allow_pickle=False) as data:
             outputs = {key: data[key] for key in data.files}
-        target_ep = "QNNExecutionProvider" if self.ep == "qnn" else "CPUExecutionProvider"
-        placement = parse_placement(log_text, target_ep, self.target)
+        placement = parse_placement(log_text, _TARGET_EP[self.ep], self.target)
         samples = max(int(report.get("samples", 1)), 1)
         return RunResult(
             outputs=outputs,
             placement=placement,
             compile_s=float(report["compile_s"]),
             run_s=float(report["run_s"]),
-            info={"providers": report.get("providers"), "per_sample_ms": 1000 * report["run_s"] / samples},
+            info={
+                "providers": report.get("providers"),
+                "per_sample_ms": 1000 * report["run_s"] / samples,
+                "runtime": {key: report[key] for key in RUNTIME_KEYS if key in report},
+            },
         )
