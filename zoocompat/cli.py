@@ -199,6 +199,79 @@ def gate(baseline: Path, candidate: Path, as_json: bool, threshold: float, max_s
     sys.exit(report.exit_code)
 
 
+@main.group()
+def sdk() -> None:
+    """List, install and locate QNN SDK releases (isolated environments under the cache)."""
+
+
+@sdk.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def sdk_list(as_json: bool) -> None:
+    """Known releases, installed or not, with the QNN core version read from each installed library."""
+    from zoocompat.sdks import listing
+
+    entries = listing()
+    if as_json:
+        click.echo(json.dumps({"sdks": entries}, indent=1))
+        return
+    for e in entries:
+        if e["installed"]:
+            click.echo(
+                f"{e['id']:<10} installed  QNN core {e['qnn_core_version']:<9} "
+                f"onnxruntime {e['onnxruntime_version']:<8} onnxruntime-qnn {e['onnxruntime_qnn_version']:<7} "
+                f"{e['path']} ({e['source']})"
+            )
+        else:
+            click.echo(f"{e['id']:<10} not installed (zoocompat sdk install {e['id']})")
+
+
+@sdk.command("install")
+@click.argument("sdk_id")
+@click.option("--force", is_flag=True, help="rebuild the environment even if it is installed")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def sdk_install(sdk_id: str, force: bool, as_json: bool) -> None:
+    """Build SDK_ID's isolated environment (numpy, onnxruntime, onnxruntime-qnn at pinned versions)."""
+    from dataclasses import asdict
+
+    from zoocompat.sdks import SdkError, install, release
+
+    try:
+        pinned = release(sdk_id)
+        if not as_json:
+            click.echo(f"installing {sdk_id}: {' '.join(pinned.requirements())} ...", err=True)
+        env = install(sdk_id, force=force)
+    except SdkError as error:
+        _fail(str(error), 1)
+    if as_json:
+        click.echo(json.dumps(asdict(env), indent=1))
+    else:
+        click.echo(f"{env.id}: QNN core {env.qnn_core_version} (read from {env.htp_library}); python {env.python}")
+
+
+@sdk.command("path")
+@click.argument("sdk_id")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def sdk_path(sdk_id: str, as_json: bool) -> None:
+    """Print SDK_ID's python (first line) and QNN library folder (second line)."""
+    from dataclasses import asdict
+
+    from zoocompat.sdks import SdkError, find, not_installed_reason, release
+
+    try:
+        release(sdk_id)
+    except SdkError as error:
+        if find(sdk_id) is None:  # an installed release the table does not know is still usable
+            _fail(str(error))
+    env = find(sdk_id)
+    if env is None:
+        _fail(not_installed_reason(sdk_id), 1)
+    if as_json:
+        click.echo(json.dumps(asdict(env), indent=1))
+    else:
+        click.echo(env.python)
+        click.echo(env.qnn_lib_dir)
+
+
 @main.command()
 @click.option("--backend", "backend_name", default="htp", show_default=True, help="backend plugin to probe")
 @click.option("--sdk", "sdk_id", default=None, help="SDK release, e.g. qnn-2.47 (default: this environment's)")

@@ -41,7 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--backends", default=None, help=f"comma-separated, of {','.join(BACKENDS)}")
     group.addoption("--precisions", default=None, help=f"comma-separated, of {','.join(PRECISIONS)}")
     group.addoption("--quant", default=None, help=f"comma-separated, of {','.join(QUANT_MODES)}")
-    group.addoption("--sdk", default=None, help="SDK id, e.g. qnn-2.51 (default: the installed one)")
+    group.addoption(
+        "--sdk",
+        default=None,
+        help="SDK id(s) for the SDK-bound backends (htp, dsp), comma-separated for side by side, "
+        "e.g. qnn-2.47,qnn-2.51 (default: the installed one; see `zoocompat sdk list`)",
+    )
     group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
     group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
     group.addoption(
@@ -93,6 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in cards:
         config.addinivalue_line("markers", f"{name}: cells of this model")
     config._zoocompat_selection = _selection(config)  # type: ignore[attr-defined]  # usage errors surface here
+    sdk_ids = config._zoocompat_selection.sdk_ids()  # type: ignore[attr-defined]
+    for sdk in filter(None, sdk_ids):
+        config.addinivalue_line("markers", f"{sdk}: cells run on this SDK release")
     config._zoocompat_known = _known_failures(config, set(cards))  # type: ignore[attr-defined]
     if _is_controller(config) and _wants_matrix(config):
         report = _report(config)
@@ -105,7 +113,9 @@ def pytest_configure(config: pytest.Config) -> None:
             started=now(),
         )
         for name in registry().names("backend"):
-            run.backends[name] = registry().get("backend", name).describe(config.getoption("sdk"))
+            backend = registry().get("backend", name)
+            for i, sdk in enumerate(sdk_ids if getattr(backend, "sdk_axis", False) else sdk_ids[:1]):
+                run.backends[name if i == 0 else f"{name}-{sdk}"] = backend.describe(sdk)
         report.write_run(run)
 
 
@@ -157,7 +167,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
     modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
     params = []
-    for cell in build_cells(cards.values(), backends, modes, config._zoocompat_selection):
+    sdk_bound = [name for name in reg.names("backend") if getattr(reg.get("backend", name), "sdk_axis", False)]
+    for cell in build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound):
         marks = [getattr(pytest.mark, value) for value in cell.axis_values()]
         if cell.is_smoke(cards[cell.model]):
             marks.append(pytest.mark.smoke)

@@ -18,9 +18,10 @@ LEGEND = (
 )
 
 
-def _columns(results: Results) -> list[tuple[str, str, str]]:
-    seen = {(c.backend, c.precision, c.quant) for c in results.cells}
-    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2]))
+def _columns(results: Results) -> list[tuple[str, str, str, str]]:
+    """(backend, precision, quant, sdk) of the run's cells; a run over several SDKs gets a column per SDK."""
+    seen = {(c.backend, c.precision, c.quant, c.sdk or "") for c in results.cells}
+    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2], k[3]))
 
 
 def is_partial(cell: CellRecord) -> bool:
@@ -60,16 +61,21 @@ def cell_text(cell: CellRecord) -> str:
     return " ".join(parts)
 
 
-def _label(col: tuple[str, str, str]) -> str:
-    backend, precision, quant = col
-    return f"{backend} {precision}" + (f" {quant}" if quant not in ("none", "ptq") else "")
+def _label(col: tuple[str, str, str, str], results: Results) -> str:
+    backend, precision, quant, sdk = col
+    # a backend that runs a stand-in says so in its cells' runtime, e.g. "gpu (fp16 reference, no GPU)"
+    runtimes = {c.backend_info.get("runtime") for c in results.cells if c.backend == backend}
+    name = (
+        runtimes.pop() if len(runtimes) == 1 and str(next(iter(runtimes), "")).startswith(f"{backend} (") else backend
+    )
+    return f"{name} {precision}" + (f" {quant}" if quant not in ("none", "ptq") else "") + (f" {sdk}" if sdk else "")
 
 
 def render_markdown(results: Results, title: str = "zoocompat support table") -> str:
     """Markdown support table, tool versions and the details of every non-clean cell."""
     cols = _columns(results)
     models = sorted({(c.model, c.frontend) for c in results.cells})
-    index = {(c.model, c.backend, c.precision, c.quant): c for c in results.cells}
+    index = {(c.model, c.backend, c.precision, c.quant, c.sdk or ""): c for c in results.cells}
     run = results.run
     tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
     lines = [f"# {title}", ""]
@@ -84,7 +90,7 @@ def render_markdown(results: Results, title: str = "zoocompat support table") ->
     lines.append("graph nodes the accelerator took.")
     lines.append(LEGEND)
     lines.append("")
-    lines.append("| model | frontend | metric | " + " | ".join(_label(c) for c in cols) + " |")
+    lines.append("| model | frontend | metric | " + " | ".join(_label(c, results) for c in cols) + " |")
     lines.append("|---|---|---|" + "---|" * len(cols))
     for model, frontend in models:
         row = [model, frontend]
