@@ -181,11 +181,19 @@ def test_markdown_marks_and_footnotes():
         {"Relu": {"fp16": "supported"}, "NonZero": {"fp16": "unsupported"}, "X": {"fp16": "error"}},
         {"NonZero": {"fp16": ["NonZero: shape | must be static"]}, "X": {"fp16": ["compile: boom"]}},
     )
-    table["sqnr_db"] = {"Relu": {"fp16": 61.4}}
+    table["ops"]["Log"] = {"fp16": "supported"}
+    table["sqnr_db"] = {"Relu": {"fp16": 61.4}, "Log": {"fp16": -9.8}}
     text = ops_table.render_markdown(table)
-    assert "| Relu |  |  | ✅ 61 dB |" in text
+    assert "| Relu |  |  | ✅ 61 dB |" in text and "| Log |  |  | ✅ ⚠️ -10 dB |" in text
     assert "| NonZero |  |  | ❌ [^1] |" in text and "[^1]: NonZero: shape \\| must be static" in text
     assert "⚠️ error [^2]" in text
+
+
+def test_supported_but_wrong_output_gets_a_note():
+    record = {"verdict": "supported", "sqnr_db": -9.82, "agreement": None}
+    assert "SQNR -9.8 dB" in ops_table._mismatch(record)[0]
+    assert ops_table._mismatch({"verdict": "supported", "sqnr_db": 45.0, "agreement": None}) == []
+    assert "95.0%" in ops_table._mismatch({"verdict": "supported", "sqnr_db": None, "agreement": 0.95})[0]
 
 
 def test_cli_ops_json_shape_on_cpu(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ at import time; probing imports ``plugins.op_probes`` (onnx, onnxruntime) when c
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -47,6 +48,8 @@ QUANTIZED = ("w8a8", "w8a16")
 CACHE_STAGE = "op_probes"
 RESULT_NAME = "result.json"
 PROBE_TIMEOUT_S = 180.0
+#: a supported probe whose output is further than this from the CPU run of the same model gets a note
+MISMATCH_DB = 20.0
 EVAL_SAMPLES = 1
 _FORMAT = 2  # bump when a cached result's meaning changes
 _LOG_PATH = re.compile(r";? log: \S+$")
@@ -248,7 +251,8 @@ def run_ops(
     """Probe every (probe, precision) on ``backend`` and return the ops table as JSON-ready data.
 
     ``{"ops": {probe: {precision: verdict}}, "backend", "sdk", "reasons":
-    {probe: {precision: [...]}}, "sqnr_db": {probe: {precision: dB}}, "probes":
+    {probe: {precision: [...]}}, "sqnr_db": {probe: {precision: dB or "exact"}},
+    "agreement": {probe: {precision: share of equal elements}} (integer/bool outputs), "probes":
     {probe: {op, opset}}, "summary": {precision: {verdict: count}}, "run": {...}}``.
     Raises ``KeyError`` for an unknown probe name.
     """
@@ -267,10 +271,12 @@ def run_ops(
         "sdk": sdk_id,
         "reasons": {},
         "sqnr_db": {},
+        "agreement": {},
         "probes": {},
         "summary": {p: dict.fromkeys(VERDICTS, 0) for p in precisions},
     }
     hits = 0
+    probe_seconds = 0.0
     total = len(probes) * len(precisions)
     for probe in probes:
         table["probes"][probe.name] = {"op": probe.op, "opset": probe.opset}
@@ -282,15 +288,19 @@ def run_ops(
                 shutil.rmtree(scratch, ignore_errors=True)
                 record, hit = probe_once(probe, precision, backend, sdk, scratch), False
             hits += hit
+            probe_seconds += float(record.get("seconds") or 0.0)
             verdict = record["verdict"]
             table["ops"].setdefault(probe.name, {})[precision] = verdict
             table["summary"][precision][verdict] += 1
-            if record.get("reasons"):
-                table["reasons"].setdefault(probe.name, {})[precision] = record["reasons"]
+            reasons = list(record.get("reasons") or []) + _mismatch(record)
+            if reasons:
+                table["reasons"].setdefault(probe.name, {})[precision] = reasons
             if verdict == "supported":
                 table["sqnr_db"].setdefault(probe.name, {})[precision] = (
                     "exact" if record.get("identical") else record.get("sqnr_db")
                 )
+                if record.get("agreement") is not None:
+                    table["agreement"].setdefault(probe.name, {})[precision] = record["agreement"]
             if progress:
                 done = sum(len(v) for v in table["ops"].values())
                 cached = " (cached)" if hit else f" ({record['seconds']:.1f} s)"
@@ -302,9 +312,15 @@ def run_ops(
         "results": total,
         "cached": hits,
         "seconds": round(time.time() - started, 1),
+        "probe_seconds": round(probe_seconds, 1),
         "quantizer": op_probes.QUANTIZER,
         "eval_samples": EVAL_SAMPLES,
-        "host": {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version()},
+        "host": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     return table
@@ -315,6 +331,31 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _host(host: dict[str, Any]) -> str | None:
+    if not host.get("platform"):
+        return None
+    return f"{host['platform']}, {host.get('cpus')} CPUs visible, Python {host.get('python')}"
+
+
+def _timing(run: dict[str, Any]) -> str:
+    text = f"{run['seconds']} s for {run.get('results')} probe runs ({run.get('cached')} from the cache)"
+    if run.get("cached") and run.get("probe_seconds"):
+        text += f"; probing them took {run['probe_seconds']} s in all (sum of the per-probe times, build to verdict)"
+    return text
+
+
+def _mismatch(record: dict[str, Any]) -> list[str]:
+    """A note for a probe that runs on the target but computes something else than the CPU."""
+    sqnr, agreement = record.get("sqnr_db"), record.get("agreement")
+    if record.get("verdict") != "supported":
+        return []
+    if sqnr is not None and sqnr < MISMATCH_DB:
+        return [f"runs, but the output disagrees with onnxruntime CPU on the same model: SQNR {sqnr:.1f} dB"]
+    if agreement is not None and agreement < 0.99:
+        return [f"runs, but only {agreement:.1%} of the output elements equal onnxruntime CPU's"]
+    return []
+
+
 def _cell(table: dict[str, Any], probe: str, precision: str, notes: dict[str, int]) -> str:
     verdict = table["ops"].get(probe, {}).get(precision)
     if verdict is None:
@@ -322,10 +363,13 @@ def _cell(table: dict[str, Any], probe: str, precision: str, notes: dict[str, in
     text = _MARK[verdict]
     if verdict == "supported":
         sqnr = table.get("sqnr_db", {}).get(probe, {}).get(precision)
+        agreement = table.get("agreement", {}).get(probe, {}).get(precision)
         if isinstance(sqnr, (int, float)):
-            text += f" {sqnr:.0f} dB"
+            text += f" {sqnr:.0f} dB" if sqnr >= MISMATCH_DB else f" ⚠️ {sqnr:.0f} dB"
         elif sqnr == "exact":
             text += " exact"
+        elif agreement is not None:
+            text += f" {agreement:.1%} equal"
     refs = []
     for reason in table.get("reasons", {}).get(probe, {}).get(precision, []):
         refs.append(notes.setdefault(reason, len(notes) + 1))
@@ -349,19 +393,18 @@ def render_markdown(table: dict[str, Any], title: str | None = None, command: st
         ("onnxruntime", info.get("onnxruntime")),
         ("htp_arch / soc_model", f"{info['htp_arch']} / {info.get('soc_model')}" if info.get("htp_arch") else None),
         ("quantization (w8a8, w8a16)", run.get("quantizer")),
-        ("host", (run.get("host") or {}).get("platform")),
+        ("host", _host(run.get("host") or {})),
         ("started", run.get("started")),
-        ("time", f"{run['seconds']} s for {run.get('results')} probe runs ({run.get('cached')} from cache)")
-        if "seconds" in run
-        else None,
+        ("time", _timing(run)) if "seconds" in run else None,
         ("command", f"`{command}`" if command else None),
     ]
     lines += [f"- {name}: {value}" for item in facts if item for name, value in [item] if value]
     lines += [
         "",
-        "✅ every node on the target and it ran (dB: output SQNR against onnxruntime CPU running the same model; "
-        "quantized precisions compare with the same QDQ model) · ❌ falls back to the CPU (vendor's reason in "
-        "the note) · ⚠️ quantize, compile or run failed (message in the note).",
+        "✅ every node on the target and it ran (dB: output SQNR against onnxruntime CPU running the same model, "
+        "the same QDQ model for quantized precisions; `exact`: bit-identical; `% equal`: integer or boolean "
+        f"outputs; ⚠️ before the dB: below {MISMATCH_DB:.0f} dB, the op computes something else) · ❌ falls back to "
+        "the CPU (vendor's reason in the note) · ⚠️ error: quantize, compile or run failed (message in the note).",
         "",
     ]
     summary = table.get("summary") or {}
