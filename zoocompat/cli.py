@@ -341,5 +341,26 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
         click.echo(f"{result['run']['results']} probe runs in {result['run']['seconds']} s")
 
 
+@main.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--encodings", type=click.Path(path_type=Path), default=None, help="default: the .encodings beside it")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--csv", "as_csv", is_flag=True, help="one CSV row per layer")
+def inspect(artifact: Path, encodings: Path | None, as_json: bool, as_csv: bool) -> None:
+    """Per-layer listing of an ONNX model (FP32 or QDQ) with shapes, parameters and encodings."""
+    from zoocompat.inspect_model import inspect_onnx, render_csv, render_text
+
+    try:
+        listing = inspect_onnx(artifact, encodings)
+    except ZoocompatError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps(listing.to_json(), indent=1))
+    elif as_csv:
+        click.echo(render_csv(listing), nl=False)
+    else:
+        click.echo(render_text(listing), nl=False)
+
+
 if __name__ == "__main__":
     main()
