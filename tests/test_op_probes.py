@@ -163,7 +163,13 @@ def test_diff_reports_regressions_improvements_and_new_rows():
         {"Conv": {"fp16": "supported", "w8a8": "error"}, "Gelu": {"fp16": "supported"}, "New": {"fp16": "supported"}},
         {"Conv": {"w8a8": ["compile failed"]}},
     )
+    before["sqnr_db"] = {"Conv": {"fp16": 44.9}}
+    after["sqnr_db"] = {"Conv": {"fp16": "exact"}}
     diff = ops_table.diff_tables(before, after)
+    assert diff["fidelity"] == [
+        {"probe": "Conv", "precision": "fp16", "before": "supported", "after": "supported"}
+        | {"sqnr_before": 44.9, "sqnr_after": "exact"}
+    ]
     assert [(e["probe"], e["precision"], e["before"], e["after"]) for e in diff["regressions"]] == [
         ("Conv", "w8a8", "supported", "error")
     ]
@@ -173,6 +179,7 @@ def test_diff_reports_regressions_improvements_and_new_rows():
     assert diff["unchanged"] == 1
     text = ops_table.render_diff_markdown(diff)
     assert "qnn-2.47 → htp qnn-2.51" in text and "| Conv | w8a8 | supported | error | compile failed |" in text
+    assert "| Conv | fp16 | 44.9 dB | exact |" in text
 
 
 def test_markdown_marks_and_footnotes():

@@ -50,6 +50,8 @@ RESULT_NAME = "result.json"
 PROBE_TIMEOUT_S = 180.0
 #: a supported probe whose output is further than this from the CPU run of the same model gets a note
 MISMATCH_DB = 20.0
+#: a diff lists a probe supported in both tables whose SQNR moved by this much
+FIDELITY_SHIFT_DB = 10.0
 EVAL_SAMPLES = 1
 _FORMAT = 2  # bump when a cached result's meaning changes
 _LOG_PATH = re.compile(r";? log: \S+$")
@@ -435,10 +437,10 @@ def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     """What changed between two ops tables (e.g. two SDK releases) per (probe, precision).
 
     Returns ``{"before", "after", "regressions", "improvements", "added",
-    "removed", "unchanged"}``. A regression is a verdict that got worse
+    "removed", "fidelity", "unchanged"}``. A regression is a verdict that got worse
     (supported, then unsupported, then error), an improvement one that got
-    better; each carries both tables' reasons. Reasons that changed under an
-    unchanged verdict are not reported.
+    better; each carries both tables' reasons. ``fidelity`` lists probes
+    supported in both whose output SQNR moved by ``FIDELITY_SHIFT_DB`` or more.
     """
     rank = {"supported": 0, "unsupported": 1, "error": 2}
     result: dict[str, Any] = {
@@ -448,6 +450,7 @@ def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         "improvements": [],
         "added": [],
         "removed": [],
+        "fidelity": [],
         "unchanged": 0,
     }
     a_ops, b_ops = before.get("ops", {}), after.get("ops", {})
@@ -462,12 +465,27 @@ def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
                 result["removed"].append(entry)
             elif old == new:
                 result["unchanged"] += 1
+                shift = _sqnr_shift(before, after, probe, precision)
+                if shift:
+                    result["fidelity"].append({**entry, **shift})
             else:
                 entry["reasons_before"] = before.get("reasons", {}).get(probe, {}).get(precision, [])
                 entry["reasons_after"] = after.get("reasons", {}).get(probe, {}).get(precision, [])
                 key = "regressions" if rank.get(new, 3) > rank.get(old, 3) else "improvements"
                 result[key].append(entry)
     return result
+
+
+def _sqnr_shift(before: dict[str, Any], after: dict[str, Any], probe: str, precision: str) -> dict[str, Any]:
+    """SQNRs of a probe supported in both tables when they moved by ``FIDELITY_SHIFT_DB`` or more."""
+    a = before.get("sqnr_db", {}).get(probe, {}).get(precision)
+    b = after.get("sqnr_db", {}).get(probe, {}).get(precision)
+    if a is None or b is None or a == b:
+        return {}
+    level = {"exact": 200.0}
+    if abs(level.get(a, a) - level.get(b, b)) < FIDELITY_SHIFT_DB:
+        return {}
+    return {"sqnr_before": a, "sqnr_after": b}
 
 
 def render_diff_markdown(diff: dict[str, Any]) -> str:
@@ -478,15 +496,23 @@ def render_diff_markdown(diff: dict[str, Any]) -> str:
         f"# Op support changes: {a} → {b}",
         "",
         f"{len(diff['regressions'])} regressions, {len(diff['improvements'])} improvements, "
-        f"{diff['unchanged']} unchanged, {len(diff['added'])} added, {len(diff['removed'])} removed.",
+        f"{diff['unchanged']} unchanged ({len(diff.get('fidelity', []))} of them with an output SQNR shift of "
+        f"{FIDELITY_SHIFT_DB:.0f} dB or more), {len(diff['added'])} added, {len(diff['removed'])} removed.",
     ]
     for key, title in (("regressions", "Regressions"), ("improvements", "Improvements")):
         if not diff[key]:
             continue
-        lines += ["", f"## {title}", "", f"| probe | precision | {a} | {b} | reason |", "|---|---|---|---|---|"]
+        lines += ["", f"## {title}", "", f"| probe | precision | {a} | {b} | reason on the worse side |"]
+        lines.append("|---|---|---|---|---|")
         for e in diff[key]:
             reason = "; ".join(e.get("reasons_after") or e.get("reasons_before") or [])
             lines.append(f"| {e['probe']} | {e['precision']} | {e['before']} | {e['after']} | {_escape(reason)} |")
+    if diff.get("fidelity"):
+        lines += ["", "## Output SQNR shifts (supported in both)", "", f"| probe | precision | {a} | {b} |"]
+        lines.append("|---|---|---|---|")
+        for e in diff["fidelity"]:
+            shown = [v if v == "exact" else f"{v} dB" for v in (e["sqnr_before"], e["sqnr_after"])]
+            lines.append(f"| {e['probe']} | {e['precision']} | {shown[0]} | {shown[1]} |")
     for key, title in (("added", "Only in the second table"), ("removed", "Only in the first table")):
         if diff[key]:
             lines += ["", f"## {title}", ""] + [f"- {e['probe']} {e['precision']}" for e in diff[key]]
