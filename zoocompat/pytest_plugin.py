@@ -10,6 +10,7 @@ records into ``results.json`` and ``support.md`` at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from zoocompat.known_failures import DEFAULT_PATH as KNOWN_FAILURES_DEFAULT
 from zoocompat.known_failures import KnownFailures, KnownFailuresError, load_known_failures
 from zoocompat.matrix import Cell, Selection, build_cells
 from zoocompat.plugins import registry
-from zoocompat.results import ReportDir, RunInfo, host_info, load_results, now, tool_versions
+from zoocompat.results import CellRecord, ReportDir, RunInfo, host_info, load_results, now, tool_versions, write_atomic
 from zoocompat.table import render_markdown, summary_line
 
 DEFAULT_REPORT = "reports/latest"
@@ -49,6 +50,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
     group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
+    group.addoption(
+        "--resume",
+        action="store_true",
+        default=False,
+        help="keep the report folder's cell records and run only the cells without one",
+    )
     group.addoption(
         "--known-failures",
         default=None,
@@ -90,7 +97,9 @@ def _wants_matrix(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register axis markers; on the controller of a matrix run, start a fresh report."""
+    """Register axis markers; on the controller of a matrix run, start a fresh report (or resume one)."""
+    if _is_controller(config):
+        _CONTROLLER_CONFIG["config"] = config
     config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
     for value in (*FRONTENDS, *BACKENDS, *PRECISIONS, *QUANT_MODES):
         config.addinivalue_line("markers", f"{value}: cells with this axis value")
@@ -104,7 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config._zoocompat_known = _known_failures(config, set(cards))  # type: ignore[attr-defined]
     if _is_controller(config) and _wants_matrix(config):
         report = _report(config)
-        report.reset()
+        if config.getoption("resume"):
+            _write_resume_snapshot(report)
+            if (report.root / "run.json").exists():
+                return  # the interrupted run's header (tools, start time) stays the run's header
+        else:
+            report.reset()
         run = RunInfo(
             tools=tool_versions(),
             sdk=config.getoption("sdk"),
@@ -162,13 +176,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "zoo_cell" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    reg = registry()
     cards, card_errors = _zoo(config)
-    backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
-    modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
     params = []
-    sdk_bound = [name for name in reg.names("backend") if getattr(reg.get("backend", name), "sdk_axis", False)]
-    for cell in build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound):
+    for cell in _cells(config):
         marks = [getattr(pytest.mark, value) for value in cell.axis_values()]
         if cell.is_smoke(cards[cell.model]):
             marks.append(pytest.mark.smoke)
@@ -176,6 +186,81 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for error in card_errors:
         params.append(pytest.param(error, id=f"card-error-{len(params)}"))
     metafunc.parametrize("zoo_cell", params)
+
+
+def _cells(config: pytest.Config) -> list[Cell]:
+    """The selected cells of the matrix, in order."""
+    reg = registry()
+    cards, _ = _zoo(config)
+    backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
+    modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
+    sdk_bound = [name for name in reg.names("backend") if getattr(reg.get("backend", name), "sdk_axis", False)]
+    return build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound)
+
+
+RESUME_SNAPSHOT = "resume.json"
+
+
+def _write_resume_snapshot(report: ReportDir) -> None:
+    """Record which cells already have a record, once, before any worker starts.
+
+    Workers deselect from this snapshot rather than from the live folder, so that
+    every worker collects the same tests while cells finish around them.
+    """
+    done = sorted(path.stem for path in report.cells_dir.glob("*.json")) if report.cells_dir.is_dir() else []
+    report.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(report.root / RESUME_SNAPSHOT, json.dumps({"done": done}))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--resume``, deselect the cells that already have a record."""
+    if not config.getoption("resume"):
+        return
+    snapshot = _report(config).root / RESUME_SNAPSHOT
+    done = set(json.loads(snapshot.read_text())["done"]) if snapshot.exists() else set()
+    keep, skip = [], []
+    for item in items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("zoo_cell")
+        (skip if isinstance(cell, Cell) and cell.id in done else keep).append(item)
+    if skip:
+        config.hook.pytest_deselected(items=skip)
+        items[:] = keep
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    """On the xdist controller: a worker died inside a cell (kill -9, out of memory, a fatal
+    signal in-process). Record that cell as a crash, so the run's results keep it; xdist
+    restarts the worker (``--max-worker-restart``) and the other cells run on.
+    """
+    config = _CONTROLLER_CONFIG.get("config")
+    if config is None or not _wants_matrix(config):
+        return
+    cell_id = crashitem.rpartition("[")[2].rstrip("]") if crashitem.endswith("]") else None
+    cells = {cell.id: cell for cell in _cells(config)}
+    cell = cells.get(cell_id or "")
+    target = _report(config)
+    if cell is None or (target.cells_dir / f"{cell.id}.json").exists():
+        return
+    worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "a worker")
+    target.write_cell(
+        CellRecord(
+            id=cell.id,
+            model=cell.model,
+            frontend=cell.frontend,
+            backend=cell.backend,
+            precision=cell.precision,
+            quant=cell.quant,
+            sdk=cell.sdk,
+            status="error",
+            category="crash",
+            reason=f"worker {worker} died while running this cell (killed, out of memory, or a fatal signal "
+            "inside the worker process); the other cells ran on. Run it alone with -n 0 to see the cause.",
+        )
+    )
+
+
+_CONTROLLER_CONFIG: dict[str, pytest.Config] = {}
 
 
 @pytest.fixture(scope="session")
