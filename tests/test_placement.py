@@ -39,3 +39,14 @@ def test_graph_io_quantize_nodes_are_not_fallback():
     assert placement.io_nodes == 4
     assert placement.fallback_ops == {}
     assert placement.target_nodes == placement.total_nodes > 0
+
+
+def test_reason_found_after_a_quantized_node_unit():
+    """A QDQ node unit lists DQ, op and Q before its REASON line; the reason must still be read."""
+    log = (DATA / "qnn_qdq_erf_fallback.log").read_text()
+    placement = parse_placement(log, "QNNExecutionProvider", "QNN HTP")
+    assert placement.fallback_ops == {"Erf": 1}
+    assert placement.reasons == [
+        "Erf: Operators of type `Erf` are not supported by QNN EP.Erf node `Erf_0` will not be assigned to QNN EP."
+    ]
+    assert placement.io_nodes == 2

@@ -85,6 +85,19 @@ def _block_indices(lines: list[str], start: int) -> list[str]:
     return found
 
 
+def _reason_after(lines: list[str], start: int) -> str | None:
+    """The REASON line of the FAILED entry at ``start``: after all of its listed nodes
+    (a quantized node unit lists its DQ, op and Q first), before the next entry or blank line.
+    """
+    for line in lines[start + 1 :]:
+        if not line.strip() or _PASS.search(line):
+            return None
+        match = _REASON.search(line)
+        if match:
+            return match.group(1).strip()
+    return None
+
+
 def parse_placement(log: str, target_ep: str, target: str) -> Placement:
     """Read node placement from an onnxruntime verbose session log.
 
@@ -112,7 +125,7 @@ def parse_placement(log: str, target_ep: str, target: str) -> Placement:
             on_target += count
             total += count
             continue
-        reason = next((m.group(1).strip() for m in map(_REASON.search, lines[i + 1 : i + 4]) if m), None)
+        reason = _reason_after(lines, i)
         if reason and _IO_BOUNDARY.search(reason):
             io_nodes += count  # graph-input Q / graph-output DQ: the runtime's I/O conversion, not model ops
             continue
