@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,34 @@ def test_corrupted_cache_entry_is_rebuilt_not_used(scratch_zoo):
         == before["digits_a-onnx-cpu-w8a8-ptq"]["metric"]["value"]
     )
     assert all(path.stat().st_size > 100 for path in converted)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs: the artifact cache on it fills up mid-run (needs root; skipped otherwise)."""
+    mount = tmp_path / "tiny-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode(errors='replace').strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_disk_fails_cells_with_the_reason_and_keeps_every_record(scratch_zoo, tiny_disk):
+    report = scratch_zoo / "report-full-disk"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", "-n", "0"]
+    command += ["--zoo", str(scratch_zoo / "zoo"), "--zoo-report", str(report), "--backends", "cpu"]
+    command += ["--zoo-models", "digits_a,digits_b", "--precisions", "fp32,w8a8"]
+    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tiny_disk / "cache"))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    cells = _cells(report)
+    assert len(cells) == 4  # every cell recorded, none lost
+    failed = [c for c in cells.values() if c["status"] != "pass"]
+    assert failed
+    for cell in failed:
+        assert cell["reason"].startswith("the disk is full: No space left on device"), cell["reason"]
+        assert "--resume" in cell["reason"]

@@ -9,6 +9,7 @@ record says which stage and why, and the session goes on.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import time
@@ -25,6 +26,7 @@ from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import Card
 from zoocompat.data import CardData, build_card_data
 from zoocompat.errors import CellError, PluginError
+from zoocompat.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.matrix import Cell
 from zoocompat.measured import convert_key
 from zoocompat.metrics import PairedDrop, mean_interval, paired_drop, sqnr_db
@@ -191,7 +193,12 @@ class CellRunner:
         data = self.card_data(card)
         start = time.perf_counter()
         with _stage_errors("quantize_error", f"{card.name} {precision} {technique}"):
-            result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
+            if technique == "auto":  # the autoquant ladder at the cell's precision (zoocompat/autoquant.py)
+                from zoocompat.autoquant import auto_quant_cell
+
+                result = auto_quant_cell(self, card, precision, out)
+            else:
+                result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
         quantize_s = time.perf_counter() - start
         cpu = self.registry.get("backend", "cpu")
         run = cpu.compile(result.qdq_onnx, precision, None, out / "work").run(data.eval_batch())
@@ -227,8 +234,15 @@ class CellRunner:
         except Exception as error:  # a bug or an unexpected library error: keep the cell, say where
             record.status = "error"
             record.category = "crash"
-            tail = "".join(traceback.format_exception(error)[-3:]).strip()
-            record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                record.reason = (
+                    f"the disk is full: {error.strerror} (cache {self.cache.root}, report {self.report.root}); "
+                    "free space or point ZOOCOMPAT_CACHE / --zoo-report at a larger disk, then run again "
+                    "with --resume"
+                )
+            else:
+                tail = "".join(traceback.format_exception(error)[-3:]).strip()
+                record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
         self.report.write_cell(record)
         return record
 
@@ -307,6 +321,20 @@ class CellRunner:
         record.fidelity = Fidelity(
             sqnr_vs_fp32_db=sqnr_db(converted.fp32_outputs[output], result.outputs[output]),
             sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(reference[output], result.outputs[output]),
+            reference_vs_fp32_db=None
+            if same_as_reference
+            else sqnr_db(converted.fp32_outputs[output], reference[output]),
+            threshold_db=None if same_as_reference else THRESHOLD_DB.get(cell.precision),
+        )
+        unfaithful = (
+            None
+            if same_as_reference
+            else fidelity_problem(
+                cell.precision,
+                record.fidelity.sqnr_vs_cpu_db,
+                record.fidelity.sqnr_vs_fp32_db,
+                record.fidelity.reference_vs_fp32_db,
+            )
         )
         reference_value = card.metric.fp32_reference
         if reference_value is not None and fp32_value < reference_value:
@@ -322,6 +350,8 @@ class CellRunner:
         )
         if verdict == "fail":
             raise CellError("accuracy", f"{measured}, more than the tolerance {tolerance * 100:.2f}")
+        if unfaithful:
+            raise CellError("fidelity", f"{cell.backend} {cell.precision} {output!r}: {unfaithful}; {measured}")
         if verdict == "inconclusive":
             record.status = "inconclusive"
             record.category = "accuracy"

@@ -77,10 +77,16 @@ class Coverage(_Model):
 
 
 class Fidelity(_Model):
-    """Output agreement in dB (higher is closer)."""
+    """Output agreement in dB (higher is closer; ``None`` = identical outputs).
+
+    ``reference_vs_fp32_db`` is the cpu reference run's own SQNR against FP32 and
+    ``threshold_db`` the fidelity threshold applied (see :mod:`zoocompat.fidelity`).
+    """
 
     sqnr_vs_fp32_db: float | None = None
     sqnr_vs_cpu_db: float | None = None
+    reference_vs_fp32_db: float | None = None
+    threshold_db: float | None = None
 
 
 class Timing(_Model):
