@@ -17,7 +17,8 @@ from zoocompat.metrics import sqnr_db
         ("w8a8", 3.0, 4.0, 30.0, True),  # low and much worse than the reference: a broken kernel
         ("w8a16", -9.8, -9.8, 60.0, True),  # QNN 2.51 HTP w8a16 Log returns a constant (op probe finding)
         ("fp16", 56.4, 56.4, None, False),  # htp fp16 against the FP32 run itself
-        ("fp16", 25.0, 25.0, None, True),
+        ("fp16", 37.3, 37.3, None, False),  # fp16 storage of every activation of the PP-OCR detector
+        ("fp16", 20.0, 20.0, None, True),
         ("w8a8", None, 40.0, 40.0, False),  # identical to the cpu run
         ("w8a8", 11.0, 27.5, 29.0, False),  # below the threshold but within the margin of the reference
     ],

@@ -9,15 +9,17 @@ and computes in FP32 between Q/DQ pairs, while the HTP fuses a convolution with
 its activation and requantizes once, which often lands *closer* to FP32. A
 low SQNR against the cpu run is only a fidelity failure when the backend is
 also further from FP32 than the cpu reference is. The thresholds are the
-lowest agreement a backend may show at each precision; they sit well below
-what working cells measure (fp16 56-76 dB, w8a16 45-60 dB, w8a8 14-44 dB on the
-default zoo) and far above what a broken kernel gives (near 0 dB or negative).
+lowest agreement a backend may show at each precision; they sit below what
+working cells measure (fp16 37-76 dB: fp16 storage of every activation of the
+deep PP-OCR detector gives 37 dB with no accuracy change; w8a16 45-60 dB; w8a8
+14-44 dB on the default zoo) and far above what a broken kernel gives (QNN 2.51
+w8a16 Log returning a constant measures -9.8 dB).
 """
 
 from __future__ import annotations
 
 #: Minimum SQNR (dB) of the backend output against the cpu run of the same model.
-THRESHOLD_DB = {"fp32": 60.0, "fp16": 40.0, "w8a16": 30.0, "w8a8": 12.0, "w4a8": 8.0}
+THRESHOLD_DB = {"fp32": 60.0, "fp16": 30.0, "w8a16": 25.0, "w8a8": 12.0, "w4a8": 8.0}
 #: How much further from FP32 than the cpu reference (dB) a backend may be before it counts as worse.
 WORSE_MARGIN_DB = 3.0
 

@@ -40,6 +40,31 @@ def cuda_present() -> bool:
     return distribution_version("onnxruntime-gpu") is not None and os.path.exists("/dev/nvidiactl")
 
 
+FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def _deployment_folded(src: Path, dst: Path):
+    """``src`` after the folding every deployment converter does before storing fp16.
+
+    Constant subgraphs are folded and BatchNorm is fused into the preceding Conv
+    (onnxruntime's basic level: standard ONNX ops only), so statistics such as a
+    running variance of 1e8, which never exist as fp16 tensors on a device, are
+    not rounded to infinity here either.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    folded = dst.with_name(dst.stem + ".folded.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    try:
+        return onnx.load(str(folded))
+    finally:
+        folded.unlink(missing_ok=True)
+
+
 def fp16_reference_model(src: Path, dst: Path) -> int:
     """Write ``dst``: ``src`` with fp16 storage emulated in fp32; return the original node count.
 
@@ -51,14 +76,15 @@ def fp16_reference_model(src: Path, dst: Path) -> int:
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
+    model = _deployment_folded(src, dst)
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)}
     types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.input})
     graph = model.graph
     for init in graph.initializer:
         if init.data_type == _FLOAT:
-            rounded = numpy_helper.to_array(init).astype(np.float16).astype(np.float32)
+            values = np.clip(numpy_helper.to_array(init), -FP16_MAX, FP16_MAX)  # saturate, as fp16 converters do
+            rounded = values.astype(np.float16).astype(np.float32)
             init.CopyFrom(numpy_helper.from_array(rounded, init.name))
     original = list(graph.node)
     initializers = {i.name for i in graph.initializer}
@@ -102,7 +128,7 @@ def fp16_reference_model(src: Path, dst: Path) -> int:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    return len(original)
+    return len(onnx.load(str(src), load_external_data=False).graph.node)
 
 
 def fp16_model(src: Path, dst: Path) -> int:
