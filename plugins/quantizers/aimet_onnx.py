@@ -1,9 +1,12 @@
-"""Post-training quantization of an FP32 ONNX model with aimet-onnx.
+"""Post-training quantization of an FP32 ONNX model with aimet-onnx, by technique.
 
-Steps: load a copy of the model, fold BatchNorm into the preceding Conv/Gemm,
-build a ``QuantizationSimModel``, calibrate it with min-max ("tf") statistics on
-the calibration samples, export AIMET encodings, and turn model plus encodings
-into a QDQ ONNX with ``aimet_onnx.encodings_to_onnx_qdq``.
+Steps: load a copy of the model; fold BatchNorm into the preceding Conv/Gemm
+(or, for ``cle``, cross-layer equalization, which folds BN itself); build a
+``QuantizationSimModel``; optionally AdaRound or SeqMSE the weight encodings;
+calibrate the rest on the calibration samples with the technique's scheme
+(min-max "tf" for ``ptq``, ``tf_enhanced`` or ``percentile``); export AIMET
+encodings, apply user overrides, and turn model plus encodings into a QDQ ONNX
+with ``aimet_onnx.encodings_to_onnx_qdq``. Every step's time goes in the report.
 
 aimet-onnx, onnx and onnxruntime are imported inside the methods so that the
 CLI can import this plugin without loading the ML stack.
@@ -12,28 +15,68 @@ CLI can import this plugin without loading the ML stack.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import zoocompat
-from plugins.quantizers.encodings import count_encodings, load_encodings
+from plugins.quantizers.encodings import apply_overrides, count_encodings, iter_encodings, load_encodings
 from zoocompat.api import QuantizeResult
 from zoocompat.errors import CellError
 
 # precision -> (param bitwidth, activation bitwidth)
 _BITWIDTHS = {"w8a8": (8, 8), "w8a16": (8, 16), "w4a8": (4, 8)}
-# technique -> aimet-onnx quant scheme
-_SCHEMES = {"ptq": "tf"}
+# calibration scheme name -> aimet-onnx quant scheme ("ptq" is plain min-max, AIMET's "tf")
+_SCHEMES = {"ptq": "tf", "tf_enhanced": "tf_enhanced", "percentile": "percentile"}
+# passes around calibration, in the order they run
+_PASSES = ("cle", "adaround", "seqmse")
+TECHNIQUES = (*_SCHEMES, *_PASSES)
+# names users may expect that aimet-onnx 2.42 has no implementation of
+_NOT_OFFERED = {
+    "mse": "aimet-onnx 2.42 has no MSE calibration scheme (its schemes are min-max, tf_enhanced and percentile; "
+    "seqmse picks weight encodings by output MSE)",
+    "entropy": "aimet-onnx 2.42 has no entropy (KL) calibration scheme (its schemes are min-max, tf_enhanced "
+    "and percentile)",
+    "qat": "quantization-aware training needs the framework model; the aimet_onnx quantizer works on ONNX graphs "
+    "and does not train",
+}
+ADAROUND_ITERATIONS = 300
+SEQMSE_CANDIDATES = 20
 QDQ_NAME = "model_qdq.onnx"
 ENCODINGS_NAME = "model.encodings"
+
+
+def _config_file(per_channel: bool) -> str:
+    """aimet-onnx config: alias "default" is per-channel for Conv/Gemm/MatMul weights; else the per-tensor file."""
+    if per_channel:
+        return "default"
+    from aimet_onnx.common.quantsim_config import quantsim_config
+
+    return str(Path(quantsim_config.__file__).parent / "default_config.json")
+
+
+@dataclass
+class _Plan:
+    """What one quantize call does."""
+
+    scheme: str
+    passes: tuple[str, ...]
+    param_bw: int
+    act_bw: int
+    per_channel: bool
+    overrides: dict[str, Any] | None
+    override_source: str
+    fp32_tensors: set[str]
 
 
 @contextlib.contextmanager
@@ -52,6 +95,21 @@ def _quiet_aimet() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+def _keep_triton_out() -> bool:
+    """Stop torch from importing triton in a process that has loaded TensorFlow; True when it did.
+
+    AdaRound and SeqMSE build torch optimizers, and torch then probes for triton
+    (``import triton``). With TensorFlow already loaded (a Keras model converted
+    in the same process or xdist worker), that import dies with a segmentation
+    fault (both bundle LLVM). On CPU triton is never used, so an import that
+    fails with ImportError is harmless: torch treats triton as absent.
+    """
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+        return True
+    return False
 
 
 def _graph_inputs(model: Any) -> dict[str, tuple[np.dtype, list[int | None]]]:
@@ -115,14 +173,52 @@ def _tidy(out_dir: Path, before: set[Path], keep: set[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def parse_technique(technique: str, where: str) -> tuple[str, tuple[str, ...]]:
+    """Split ``technique`` (``+``-joined parts of :data:`TECHNIQUES`) into a calibration scheme and passes.
+
+    ``"cle+adaround"`` -> ``("ptq", ("cle", "adaround"))``; ``"tf_enhanced"`` ->
+    ``("tf_enhanced", ())``. Raises ``CellError("quantize_error")`` naming the
+    allowed techniques for an unknown part or a combination that makes no sense.
+    """
+    parts = [p.strip() for p in str(technique).split("+")]
+    allowed = f"allowed: {', '.join(TECHNIQUES)} (join with '+', e.g. cle+adaround)"
+    for part in parts:
+        if part in _NOT_OFFERED:
+            raise CellError("quantize_error", f"{where}: technique {part!r}: {_NOT_OFFERED[part]}; {allowed}")
+        if part not in TECHNIQUES:
+            raise CellError("quantize_error", f"{where}: unknown technique {part!r}; {allowed}")
+    if len(set(parts)) != len(parts):
+        raise CellError("quantize_error", f"{where}: technique {technique!r} repeats a part; {allowed}")
+    schemes = [p for p in parts if p in _SCHEMES]
+    passes = tuple(p for p in _PASSES if p in parts)  # always in pipeline order
+    if len(schemes) > 1:
+        raise CellError("quantize_error", f"{where}: technique {technique!r} names two calibration schemes {schemes}")
+    if "adaround" in passes and "seqmse" in passes:
+        raise CellError(
+            "quantize_error", f"{where}: adaround and seqmse both set the weight encodings; choose one of them"
+        )
+    return (schemes[0] if schemes else "ptq"), passes
+
+
+def graph_tensor_names(model: Any) -> set[str]:
+    """Every tensor name of an ONNX graph: inputs, initializers and node outputs."""
+    names = {v.name for v in model.graph.input} | {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        names.update(n for n in node.output if n)
+        names.update(n for n in node.input if n)
+    return names
+
+
 class AimetOnnxQuantizer:
-    """PTQ with aimet-onnx: BN fold, min-max calibration, AIMET encodings and a QDQ ONNX."""
+    """aimet-onnx quantizer: BN fold or CLE, a calibration scheme, optional AdaRound / SeqMSE, QDQ ONNX."""
 
     name = "aimet_onnx"
-    modes = ("ptq",)
+    modes = ("ptq", "auto")
     precisions = ("w8a8", "w8a16", "w4a8")
-    # aimet-onnx quantsim config: "default" is per-channel symmetric for Conv/Gemm/MatMul weights.
-    config_file = "default"
+    techniques = TECHNIQUES
+    # AdaRound steps per layer: AIMET recommends 10k; a few hundred keep small models within a minute or two.
+    adaround_iterations = ADAROUND_ITERATIONS
+    seqmse_candidates = SEQMSE_CANDIDATES
 
     def quantize(
         self,
@@ -131,20 +227,33 @@ class AimetOnnxQuantizer:
         precision: str,
         technique: str,
         out_dir: Path,
+        *,
+        per_channel: bool = True,
+        encodings_override: Path | None = None,
     ) -> QuantizeResult:
         """Quantize ``onnx_path`` and write ``model_qdq.onnx`` and ``model.encodings`` into ``out_dir``.
 
-        ``calibration`` holds single-sample input dicts (batch dim 1). The input
-        file is never modified. Any failure raises ``CellError("quantize_error")``.
+        ``technique`` is one of :data:`TECHNIQUES` or a ``+``-joined combination
+        (``cle+adaround``). ``calibration`` holds single-sample input dicts (batch
+        dim 1). ``per_channel`` quantizes Conv/Gemm/MatMul weights per output
+        channel (AIMET's default config), else per tensor. ``encodings_override``
+        is an AIMET encodings file (0.6.1 or 1.0.0) whose entries replace the
+        computed ones for the tensors it names. The input file is never
+        modified. Any failure raises ``CellError("quantize_error")``.
         """
         start = time.perf_counter()
         onnx_path, out_dir = Path(onnx_path), Path(out_dir)
         where = f"aimet_onnx {precision}/{technique} on {onnx_path.name}"
         if precision not in _BITWIDTHS:
             raise CellError("quantize_error", f"{where}: unknown precision; expected one of {self.precisions}")
-        if technique not in _SCHEMES:
-            raise CellError("quantize_error", f"{where}: unknown technique; expected one of {tuple(_SCHEMES)}")
+        scheme, passes = parse_technique(technique, where)
         param_bw, act_bw = _BITWIDTHS[precision]
+        overrides = None
+        if encodings_override is not None:
+            try:
+                overrides = load_encodings(encodings_override)
+            except CellError as exc:
+                raise CellError("quantize_error", f"{where}: encodings override: {exc.message}") from exc
 
         try:
             import aimet_onnx
@@ -158,15 +267,20 @@ class AimetOnnxQuantizer:
         except Exception as exc:
             raise CellError("quantize_error", f"{where}: cannot load the FP32 model: {exc}") from exc
         _check_calibration(model, calibration, where)
+        fp32_tensors = graph_tensor_names(model)
+        unnamed = [node for node in model.graph.node if not node.name]
+        for index, node in enumerate(unnamed):  # AIMET's BN fold and CLE silently skip nodes without names
+            node.name = f"zoocompat_{node.op_type}_{index}"
 
         out_dir.mkdir(parents=True, exist_ok=True)
         qdq_path, enc_path = out_dir / QDQ_NAME, out_dir / ENCODINGS_NAME
         for stale in (qdq_path, enc_path):
             stale.unlink(missing_ok=True)
         before = set(out_dir.iterdir())
+        plan = _Plan(scheme, passes, param_bw, act_bw, per_channel, overrides, str(encodings_override), fp32_tensors)
         try:
             with tempfile.TemporaryDirectory(prefix="zoocompat-aimet-") as tmp, _quiet_aimet():
-                report = self._run_aimet(model, calibration, param_bw, act_bw, _SCHEMES[technique], Path(tmp), where)
+                report = self._run_aimet(model, calibration, plan, Path(tmp), where)
                 shutil.move(str(Path(tmp) / ENCODINGS_NAME), enc_path)
                 shutil.move(str(Path(tmp) / QDQ_NAME), qdq_path)
         finally:
@@ -179,44 +293,88 @@ class AimetOnnxQuantizer:
             "precision": precision,
             "param_bitwidth": param_bw,
             "activation_bitwidth": act_bw,
-            "quant_scheme": _SCHEMES[technique],
-            "config_file": self.config_file,
+            "quant_scheme": _SCHEMES[scheme],
+            "weights": "per-channel" if per_channel else "per-tensor",
+            "config_file": _config_file(per_channel),
             **report,
+            "nodes_named": len(unnamed),
             "calibration_samples": len(calibration),
             "seconds": round(time.perf_counter() - start, 3),
         }
         return QuantizeResult(qdq_onnx=qdq_path, encodings=enc_path, report=report)
 
     def _run_aimet(
-        self,
-        model: Any,
-        calibration: list[dict[str, np.ndarray]],
-        param_bw: int,
-        act_bw: int,
-        scheme: str,
-        tmp: Path,
-        where: str,
+        self, model: Any, calibration: list[dict[str, np.ndarray]], plan: _Plan, tmp: Path, where: str
     ) -> dict[str, Any]:
-        """Fold BN, calibrate, export and convert to QDQ inside ``tmp``; return report fields."""
+        """Fold BN (or CLE), build the sim, run the passes, calibrate, export and convert to QDQ in ``tmp``."""
         import onnx
-        from aimet_onnx import QuantizationSimModel, encodings_to_onnx_qdq
+        from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse, encodings_to_onnx_qdq
         from aimet_onnx.batch_norm_fold import fold_all_batch_norms_to_weight
+        from aimet_onnx.cross_layer_equalization import equalize_model
+
+        steps: list[dict[str, Any]] = []
+        bn_before = sum(node.op_type == "BatchNormalization" for node in model.graph.node)
+
+        def timed(step: str, action: Any, **info: Any) -> Any:
+            began = time.perf_counter()
+            value = action()
+            steps.append({"step": step, **info, "seconds": round(time.perf_counter() - began, 3)})
+            return value
 
         stage = "folding BatchNorm"
         try:
-            conv_bns, bn_convs = fold_all_batch_norms_to_weight(model)  # edits `model` in place
+            if "cle" in plan.passes:
+                stage = "cross-layer equalization"
+                # equalize_model folds BN itself (it needs the BN statistics for high-bias fold), then scales
+                # consecutive Conv/Gemm pairs and folds high biases; edits `model` in place.
+                timed(
+                    "cle",
+                    lambda: equalize_model(model),
+                    did="BN fold + cross-layer scaling + high-bias fold (aimet_onnx equalize_model)",
+                )
+            else:
+                timed("bn_fold", lambda: fold_all_batch_norms_to_weight(model), did="BatchNorm folded into Conv/Gemm")
             left_bn = sum(node.op_type == "BatchNormalization" for node in model.graph.node)
+            steps[-1]["bn_folded"] = bn_before - left_bn
             stage = "building the QuantizationSimModel"
-            sim = QuantizationSimModel(
-                model,
-                param_type=f"int{param_bw}",
-                activation_type=f"int{act_bw}",
-                quant_scheme=scheme,
-                config_file=self.config_file,
-                path=str(tmp / "sim"),
+            sim = timed(
+                "quantsim",
+                lambda: QuantizationSimModel(
+                    model,
+                    param_type=f"int{plan.param_bw}",
+                    activation_type=f"int{plan.act_bw}",
+                    quant_scheme=_SCHEMES[plan.scheme],
+                    config_file=_config_file(plan.per_channel),
+                    path=str(tmp / "sim"),
+                ),
+                did=f"int{plan.param_bw} weights ({'per-channel' if plan.per_channel else 'per-tensor'}), "
+                f"int{plan.act_bw} activations",
             )
+            if {"adaround", "seqmse"} & set(plan.passes) and _keep_triton_out():
+                steps[-1]["triton_blocked"] = "TensorFlow is loaded in this process; see _keep_triton_out"
+            if "adaround" in plan.passes:
+                stage = "running AdaRound"
+                timed(
+                    "adaround",
+                    lambda: apply_adaround(sim, calibration, num_iterations=self.adaround_iterations),
+                    did="learned weight rounding per layer; weight encodings frozen",
+                    iterations=self.adaround_iterations,
+                )
+            if "seqmse" in plan.passes:
+                stage = "running sequential MSE"
+                timed(
+                    "seqmse",
+                    lambda: apply_seq_mse(sim, calibration, num_candidates=self.seqmse_candidates),
+                    did="weight encodings chosen per layer by output MSE; weight encodings frozen",
+                    candidates=self.seqmse_candidates,
+                )
             stage = "computing encodings on the calibration samples"
-            sim.compute_encodings(calibration)
+            timed(
+                "calibrate",
+                lambda: sim.compute_encodings(calibration),
+                did=f"{_SCHEMES[plan.scheme]} statistics",
+                samples=len(calibration),
+            )
             stage = "exporting the encodings"
             (tmp / "export").mkdir()
             sim.export(str(tmp / "export"), "model")
@@ -237,6 +395,17 @@ class AimetOnnxQuantizer:
                 f"({exc.message.replace(str(exported), 'model.encodings')}). "
                 "Check the calibration samples (NaN/Inf, all-constant or mis-scaled inputs).",
             ) from exc
+        extra: dict[str, Any] = {}
+        if "seqmse" in plan.passes:
+            extra["seqmse"] = self._seqmse_effect(model, calibration, plan, encodings, tmp)
+        if plan.overrides is not None:
+            graph = onnx.load(str(tmp / "export" / "model.onnx"))
+            present = graph_tensor_names(graph)
+            encodings, replaced = apply_overrides(
+                encodings, plan.overrides, present, plan.override_source, plan.fp32_tensors - present
+            )
+            exported.write_text(json.dumps(encodings, indent=1))
+            extra["overridden_tensors"] = replaced
         counts = count_encodings(encodings)
 
         stage = "converting model and encodings to QDQ ONNX"
@@ -254,13 +423,46 @@ class AimetOnnxQuantizer:
         qdq_ops = [node.op_type for node in qdq.graph.node]
         return {
             "encodings_format": counts["version"],
-            "bn_folded": len(conv_bns) + len(bn_convs),
+            "bn_folded": next((s["bn_folded"] for s in steps if "bn_folded" in s), 0),
             "bn_unfolded": left_bn,
             "param_encodings": counts["param"],
             "activation_encodings": counts["activation"],
             "qdq_nodes": qdq_ops.count("QuantizeLinear") + qdq_ops.count("DequantizeLinear"),
             "qdq_opset": next(op.version for op in qdq.opset_import if op.domain in ("", "ai.onnx")),
+            "steps": steps,
+            **extra,
         }
+
+    def _seqmse_effect(
+        self, model: Any, calibration: list[dict[str, np.ndarray]], plan: _Plan, encodings: dict, tmp: Path
+    ) -> dict[str, Any]:
+        """How many weight encodings SeqMSE changed against plain min-max ones, and a note for > 4-bit weights."""
+        from aimet_onnx import QuantizationSimModel
+
+        plain = QuantizationSimModel(
+            model,
+            param_type=f"int{plan.param_bw}",
+            activation_type=f"int{plan.act_bw}",
+            quant_scheme=_SCHEMES[plan.scheme],
+            config_file=_config_file(plan.per_channel),
+            path=str(tmp / "sim_plain"),
+        )
+        plain.compute_encodings(calibration[:1])  # weight encodings do not depend on the data
+        (tmp / "plain").mkdir()
+        plain.export(str(tmp / "plain"), "model", export_model=False)
+        reference = load_encodings(tmp / "plain" / "model.encodings")
+
+        def params(enc: dict) -> dict[str, Any]:
+            return {name: entry.get("scale") for kind, name, entry in iter_encodings(enc) if kind == "param"}
+
+        ours, theirs = params(encodings), params(reference)
+        changed = sorted(n for n in ours if n in theirs and not np.allclose(ours[n], theirs[n], rtol=1e-6))
+        effect: dict[str, Any] = {"weight_encodings_changed": len(changed), "weight_encodings": len(ours)}
+        if plan.param_bw > 4:
+            effect["note"] = f"AIMET recommends SeqMSE for <= 4-bit weights; at {plan.param_bw}-bit it changed " + (
+                f"{len(changed)} of {len(ours)} weight encodings against min-max" if changed else "none of them"
+            )
+        return effect
 
 
 @zoocompat.hookimpl

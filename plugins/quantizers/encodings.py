@@ -24,9 +24,19 @@ from typing import Any
 
 from zoocompat.errors import CellError
 
-__all__ = ["SUPPORTED_VERSIONS", "count_encodings", "iter_encodings", "load_encodings"]
+__all__ = [
+    "EXPORT_VERSIONS",
+    "SUPPORTED_VERSIONS",
+    "apply_overrides",
+    "convert_encodings",
+    "count_encodings",
+    "iter_encodings",
+    "load_encodings",
+]
 
 SUPPORTED_VERSIONS = ("0.6.1", "1.0.0", "2.0.0", "2.1.0")
+# Layouts :func:`convert_encodings` writes (the two with a param / activation split).
+EXPORT_VERSIONS = ("0.6.1", "1.0.0")
 
 # Fields holding float scales (must be > 0 and finite) and zero points (must be finite).
 _SCALE_FIELDS = ("scale", "y_scale", "per_channel_float_scale")
@@ -177,3 +187,145 @@ def count_encodings(enc: dict[str, Any]) -> dict[str, Any]:
         "activation": len(names["activation"]),
         "total": len(names["param"] | names["activation"]),
     }
+
+
+# -------------------------------------------------------------------------
+# Converting between the legacy layouts, and user overrides
+# -------------------------------------------------------------------------
+
+
+def _legacy_to_v1(name: str, channels: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tensor's 0.6.1 per-channel list as a 1.0.0 entry.
+
+    An entry that gives only ``bitwidth`` / ``min`` / ``max`` (as SNPE-style
+    quantization overrides often do) gets its scale and offset computed from them.
+    """
+    first = channels[0]
+    bits = int(first.get("bitwidth", 8))
+    entry: dict[str, Any] = {
+        "name": name,
+        "bw": bits,
+        "dtype": str(first.get("dtype", "int")).upper(),
+        "enc_type": "PER_TENSOR" if len(channels) == 1 else "PER_CHANNEL",
+        "is_sym": str(first.get("is_symmetric", "False")) == "True",
+    }
+    if entry["dtype"] == "FLOAT":
+        return entry
+    scales, offsets = [], []
+    for channel in channels:
+        if "scale" in channel and "offset" in channel:
+            scales.append(float(channel["scale"]))
+            offsets.append(float(channel["offset"]))
+        else:
+            low, high = float(channel["min"]), float(channel["max"])
+            scale = (high - low) / (2**bits - 1)
+            scales.append(scale)
+            offsets.append(float(round(low / scale)) if scale > 0 else 0.0)
+    entry.update(offset=offsets, scale=scales)
+    return entry
+
+
+def _v1_to_legacy(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """One 1.0.0 entry as the 0.6.1 per-channel list (min / max recomputed from scale and offset)."""
+    bits = int(entry["bw"])
+    dtype = str(entry.get("dtype", "INT")).lower()
+    symmetric = "True" if entry.get("is_sym") else "False"
+    if dtype == "float":
+        return [{"bitwidth": bits, "dtype": "float"}]
+    channels = []
+    for scale, offset in zip(entry.get("scale", []), entry.get("offset", []), strict=True):
+        channels.append(
+            {
+                "bitwidth": bits,
+                "dtype": dtype,
+                "is_symmetric": symmetric,
+                "max": scale * (2**bits - 1 + offset),
+                "min": scale * offset,
+                "offset": int(offset),
+                "scale": scale,
+            }
+        )
+    return channels
+
+
+def _sections_v1(enc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"param_encodings": {name: 1.0.0 entry}, "activation_encodings": {...}}`` of a legacy file."""
+    version = _version_of(enc)
+    if version.startswith("2."):
+        raise CellError(
+            "bad_input",
+            f"encodings version {version} has no param / activation split; export 0.6.1 or 1.0.0 to convert it",
+        )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for section in ("param_encodings", "activation_encodings"):
+        entries = enc.get(section) or ({} if version == "0.6.1" else [])
+        if version == "0.6.1":
+            out[section] = {
+                str(name): _legacy_to_v1(str(name), value if isinstance(value, list) else [value])
+                for name, value in entries.items()
+            }
+        else:
+            out[section] = {str(entry["name"]): dict(entry) for entry in entries}
+    return out
+
+
+def convert_encodings(enc: dict[str, Any], version: str) -> dict[str, Any]:
+    """Return ``enc`` (0.6.1 or 1.0.0) in layout ``version`` (one of :data:`EXPORT_VERSIONS`).
+
+    Other top-level fields (``producer``, ``quantizer_args``, ...) are kept.
+    """
+    if version not in EXPORT_VERSIONS:
+        raise CellError("bad_input", f"cannot write encodings version {version!r}; choose one of {EXPORT_VERSIONS}")
+    sections = _sections_v1(enc)
+    out = {k: v for k, v in enc.items() if k not in ("param_encodings", "activation_encodings", "version")}
+    for section, entries in sections.items():
+        if version == "1.0.0":
+            out[section] = list(entries.values())
+        else:
+            out[section] = {name: _v1_to_legacy(entry) for name, entry in entries.items()}
+    out["version"] = version
+    return out
+
+
+def apply_overrides(
+    computed: dict[str, Any],
+    overrides: dict[str, Any],
+    graph_tensors: set[str],
+    source: str = "the override file",
+    folded: set[str] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Replace the computed encodings of the tensors ``overrides`` names (like SNPE's quantization overrides).
+
+    ``computed`` and ``overrides`` are parsed 0.6.1 or 1.0.0 encodings (the
+    overrides already checked by :func:`load_encodings`). Every tensor the
+    overrides name must be in ``graph_tensors`` (the names of the graph being
+    quantized); ``folded`` names tensors of the FP32 model that quantization
+    folded away, for a clearer message. A tensor with no computed encoding is
+    added in the section the override file puts it in.
+
+    Returns the merged encodings in ``computed``'s layout and the overridden names.
+    Raises ``CellError("quantize_error")`` naming the first unknown tensor.
+    """
+    merged = _sections_v1(computed)
+    replaced: list[str] = []
+    for section, entries in _sections_v1(overrides).items():
+        for name, entry in entries.items():
+            if name not in graph_tensors:
+                why = (
+                    "it was folded away before quantization (BatchNorm fold / CLE); override the folded tensors"
+                    if folded and name in folded
+                    else "no node, initializer or graph input has that name"
+                )
+                known = ", ".join(sorted(graph_tensors)[:12])
+                raise CellError(
+                    "quantize_error",
+                    f"{source}: tensor {name!r} is not in the graph being quantized: {why} "
+                    f"(some names it has: {known}{', ...' if len(graph_tensors) > 12 else ''}); "
+                    "`zoocompat inspect` lists them all",
+                )
+            target = next((s for s in merged if name in merged[s]), section)
+            merged[target][name] = entry
+            replaced.append(name)
+    as_v1 = {k: v for k, v in computed.items() if k not in ("param_encodings", "activation_encodings")}
+    as_v1.update({section: list(entries.values()) for section, entries in merged.items()}, version="1.0.0")
+    return convert_encodings(as_v1, _version_of(computed)), replaced
