@@ -362,5 +362,141 @@ def inspect(artifact: Path, encodings: Path | None, as_json: bool, as_csv: bool)
         click.echo(render_text(listing), nl=False)
 
 
+@main.command()
+@click.argument("model")
+@click.option("--precision", default="w8a8", show_default=True, type=click.Choice(["w8a8", "w8a16", "w4a8"]))
+@click.option(
+    "--technique",
+    default="ptq",
+    show_default=True,
+    help="ptq, tf_enhanced, percentile, cle, adaround, "
+    "seqmse, or a '+' combination such as cle+adaround (aimet_onnx); ort offers ptq",
+)
+@click.option("--quantizer", "quantizer_name", default=None, help="quantizer plugin (default: the card's)")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="default: quantized/<model>-<precision>-<technique>",
+)
+@click.option(
+    "--input-list",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SNPE-style input list of float32 .raw files: the calibration data",
+)
+@click.option(
+    "--encodings-override",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="AIMET encodings (0.6.1 / 1.0.0) that replace the computed ones for the tensors they name",
+)
+@click.option(
+    "--encodings-format",
+    type=click.Choice(["0.6.1", "1.0.0"]),
+    default=None,
+    help="layout of the written encodings (default: the quantizer's, 1.0.0 for aimet_onnx)",
+)
+@click.option("--per-tensor", is_flag=True, help="one weight encoding per tensor instead of per output channel")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def quantize(
+    model,
+    precision,
+    technique,
+    quantizer_name,
+    out_dir,
+    input_list,
+    encodings_override,
+    encodings_format,
+    per_tensor,
+    as_json,
+) -> None:
+    """Convert MODEL (a zoo name or card file), quantize it, score the QDQ model on CPU."""
+    from zoocompat.quantize_cli import quantize_card
+
+    try:
+        result = quantize_card(
+            model,
+            precision,
+            technique,
+            out_dir,
+            quantizer=quantizer_name,
+            input_list=input_list,
+            encodings_override=encodings_override,
+            encodings_format=encodings_format,
+            per_channel=False if per_tensor else None,
+        )
+    except ZoocompatError as error:
+        _fail(str(error), 1)
+    if as_json:
+        click.echo(json.dumps({k: result[k] for k in ("qdq_onnx", "encodings", "metric")}, indent=1))
+        return
+    m = result["metric"]
+    for step in result["report"].get("steps", []):
+        extra = "".join(f" {k}={v}" for k, v in step.items() if k not in ("step", "did", "seconds"))
+        click.echo(f"  {step['step']:<10} {step['seconds']:>8.2f} s  {step.get('did', '')}{extra}")
+    if "seqmse" in result["report"] and result["report"]["seqmse"].get("note"):
+        click.echo(f"  note: {result['report']['seqmse']['note']}")
+    click.echo(
+        f"{model} {precision} {technique}: {m['name']} {m['value']:.4f} (fp32 {m['fp32']:.4f}, "
+        f"drop {m['drop'] * 100:.2f} points)\n  qdq onnx  {result['qdq_onnx']}\n  encodings {result['encodings']}"
+    )
+
+
+@main.command()
+@click.argument("model")
+@click.option("--allowed-drop", type=float, default=0.01, show_default=True, help="in metric units (0.01 = 1 point)")
+@click.option(
+    "--precision",
+    default="w8a8",
+    show_default=True,
+    type=click.Choice(["w8a8", "w4a8"]),
+    help="base precision; the ladder may move to w8a16",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="default: quantized/<model>-autoquant"
+)
+@click.option("--input-list", type=click.Path(path_type=Path), default=None, help="calibration data as .raw files")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (steps still print to stderr)")
+def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> None:
+    """Climb PTQ -> CLE -> AdaRound -> w8a16 -> QAT until the accuracy drop is allowed."""
+    from zoocompat.autoquant import auto_quant
+    from zoocompat.quantize_cli import calibration_samples, find_card, make_runner
+
+    def show(step) -> None:
+        value = "" if step.accuracy is None else f"{step.accuracy:.4f} (drop {step.drop * 100:.2f} points)"
+        note = f"  {step.note}" if step.note else ""
+        click.echo(
+            f"  {step.technique:<13} {step.precision:<6} {step.status:<8} {value:<28} {step.seconds:7.1f} s{note}",
+            err=as_json,
+        )
+
+    try:
+        runner = make_runner()
+        card = find_card(runner, model)
+        samples = calibration_samples(runner, card, input_list) if input_list else None
+        click.echo(f"autoquant {card.name}: allowed drop {allowed_drop * 100:.2f} points", err=as_json)
+        result = auto_quant(
+            card, allowed_drop, runner=runner, out_dir=out_dir, precision=precision, calibration=samples, progress=show
+        )
+    except ZoocompatError as error:
+        _fail(str(error), 1)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        chosen = result.chosen
+        verdict = "met" if result.met else "NOT met (best step kept)"
+        if chosen is None:
+            click.echo("no step produced a model")
+        else:
+            click.echo(
+                f"{verdict}: {chosen.technique} {chosen.precision} {result.metric} {chosen.accuracy:.4f} "
+                f"(fp32 {result.fp32:.4f})\n  qdq onnx  {result.qdq_onnx}\n  encodings {result.encodings}"
+            )
+    if not result.met:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
