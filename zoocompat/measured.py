@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 
-from zoocompat.cache import ArtifactCache, key_of, sha256_file
+from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import Card, LocalFileSource
 from zoocompat.results import tool_versions
+from zoocompat.sources import sha256_path
 
 
 def convert_key(card: Card) -> str:
     """Cache key of a card's convert stage: the card's content, the tool versions and,
-    for a local model file, the file's own bytes (a card may leave it unpinned).
+    for a local model file or folder, its own bytes (a card may leave it unpinned).
     """
     content = None
     if isinstance(card.source, LocalFileSource):
         path = card.folder / card.source.path
-        content = sha256_file(path) if path.is_file() else None
+        content = sha256_path(path) if path.exists() else None  # a file, or a SavedModel folder
     return key_of("convert", card.digest(), tool_versions(), content)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -130,10 +131,22 @@ def resolve_source(card: Card, cache: ArtifactCache) -> Path:
     raise CellError("bad_input", f"{card.path}: unknown source kind {source!r}")
 
 
+def _module_digest(module_name: str) -> str | None:
+    """sha256 of a recipe module's source file, found without importing it (weights are cached by recipe code)."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec else None
+    return sha256_file(Path(origin)) if origin and Path(origin).is_file() else None
+
+
 def run_recipe(card: Card, source: RecipeSource, cache: ArtifactCache) -> Path:
     """Train (once) with the card's recipe; the recipe writes its model file into a folder."""
     module_name, _, func_name = source.recipe.partition(":")
-    key = key_of("recipe", source.recipe, source.params, card.dataset.name, tool_versions())
+    key = key_of(
+        "recipe", source.recipe, _module_digest(module_name), source.params, card.dataset.name, tool_versions()
+    )
 
     def build(out: Path) -> None:
         try:
