@@ -11,16 +11,26 @@ own onnxruntime-qnn; with ``--sdk qnn-2.47`` it runs under that release's
 isolated environment (``zoocompat sdk install qnn-2.47``), so that release's
 ``libQnnHtp.so`` is the one loaded, and the runner checks the core version it
 loaded against the one the record names.
+
+Compiled graphs are kept: the first run of a graph writes its QNN context
+binary into the artifact cache (``$ZOOCOMPAT_CACHE/htp_context``), keyed by
+the model's bytes and everything that shapes the binary (precision, SDK id and
+QNN core version, onnxruntime versions, ``htp_arch``, ``soc_model``, the fp16
+flag); later runs load it instead of compiling (see
+:class:`plugins.backends.ort_session.ContextCache`).
+``ZOOCOMPAT_HTP_CONTEXT_CACHE=0`` compiles every time.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import zoocompat
-from plugins.backends.ort_session import RunnerModel
+from plugins.backends.ort_session import ContextCache, RunnerModel
 from zoocompat import sdks
+from zoocompat.cache import default_root
 from zoocompat.sdks import SdkEnv, SdkError, qnn_core_version, sdk_id
 
 __all__ = ["HtpBackend", "qnn_core_version", "qnn_package_dir", "sdk_id"]
@@ -43,9 +53,13 @@ class HtpBackend:
     #: cells of this backend run inside an SDK release: ``--sdk a,b`` makes one cell per release
     sdk_axis = True
 
-    def __init__(self, htp_arch: str = DEFAULT_HTP_ARCH, soc_model: str = DEFAULT_SOC_MODEL) -> None:
+    def __init__(
+        self, htp_arch: str = DEFAULT_HTP_ARCH, soc_model: str = DEFAULT_SOC_MODEL, context_root: Path | None = None
+    ) -> None:
         self.htp_arch = htp_arch
         self.soc_model = soc_model
+        #: artifact cache that keeps compiled QNN contexts; ``None``: ``$ZOOCOMPAT_CACHE`` at compile time
+        self.context_root = context_root
 
     def _env(self, sdk: str | None) -> SdkEnv | None:
         return sdks.current_env() if sdk is None else sdks.find(sdk)
@@ -101,9 +115,27 @@ class HtpBackend:
             **extra,
         )
 
+    def context_cache(self, precision: str, sdk: str | None) -> ContextCache | None:
+        """Where this backend keeps compiled QNN contexts for ``precision`` on ``sdk``, and the key parts
+        besides the model's bytes; ``None`` when ``ZOOCOMPAT_HTP_CONTEXT_CACHE=0`` or the SDK is not installed.
+        """
+        env = self._env(sdk)
+        if env is None or os.environ.get("ZOOCOMPAT_HTP_CONTEXT_CACHE", "1") == "0":
+            return None
+        parts = {
+            "backend": self.name,
+            "precision": precision,
+            "sdk": env.id,
+            "qnn_core_version": env.qnn_core_version,
+            "onnxruntime": env.onnxruntime_version,
+            "onnxruntime_qnn": env.onnxruntime_qnn_version,
+            "provider_options": self.provider_options(precision),  # htp_arch, soc_model, fp16 flag
+        }
+        return ContextCache(Path(self.context_root or default_root()), parts)
+
     def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> RunnerModel:
-        """Prepare a QNN HTP session (compiled inside the runner on ``run``)."""
-        return self.runner(onnx_path, precision, sdk, workdir)
+        """Prepare a QNN HTP session (compiled inside the runner on ``run``, or loaded from the context cache)."""
+        return self.runner(onnx_path, precision, sdk, workdir, context=self.context_cache(precision, sdk))
 
 
 @zoocompat.hookimpl

@@ -16,6 +16,12 @@ plain script under an SDK release's own isolated environment
 (``zoocompat sdk install``), where the QNN libraries of that release are the
 ones loaded; the report names them and the core version read from them.
 
+With ``context_dump`` in the request (QNN only), the session also writes its
+compiled QNN context as an EPContext model there (``ep.context_enable``,
+``ep.context_file_path``, ``ep.context_embed_mode=0``: the ONNX beside a
+``_qnn.bin`` context binary), which a later request loads as its ``model``
+without compiling the graph again (see :mod:`plugins.backends.ort_session`).
+
 Usage: ``python -I path/to/ort_runner.py REQUEST.json``
 """
 
@@ -44,12 +50,35 @@ def _qnn_library_report(backend_path: str) -> dict[str, Any]:
     }
 
 
+def _context_config(path: str) -> dict[str, str]:
+    """Session config entries that make the EP write its compiled context as an EPContext model at ``path``."""
+    return {"ep.context_enable": "1", "ep.context_file_path": path, "ep.context_embed_mode": "0"}
+
+
 def _session(request: dict[str, Any], report: dict[str, Any]):
+    """The session; with ``context_dump`` it also writes the compiled QNN context, and when the dump itself
+    is what fails, the session is made again without it (the cell's verdict never depends on the cache).
+    """
+    dump = request.get("context_dump") if request["ep"] == "qnn" else None
+    if not dump:
+        return _make_session(request, report, {})
+    try:
+        session = _make_session(request, report, _context_config(dump))
+    except Exception as error:
+        if "context" not in str(error).lower():
+            raise
+        report["context_error"] = f"{type(error).__name__}: {error}"
+        return _make_session(request, report, {})
+    report["context_dumped"] = Path(dump).is_file()
+    return session
+
+
+def _make_session(request: dict[str, Any], report: dict[str, Any], extra_config: dict[str, str]):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 0  # verbose: node placement and the EP's validation reasons
-    for key, value in request.get("session_config", {}).items():
+    for key, value in {**request.get("session_config", {}), **extra_config}.items():
         options.add_session_config_entry(key, str(value))
     if request["ep"] == "qnn":
         import onnxruntime_qnn

@@ -11,6 +11,16 @@ The runner is started as a script file under ``python`` in isolated mode
 (``-I``), not as a module of this package: an SDK release's own environment
 (see :mod:`zoocompat.sdks`) runs it without the suite installed, and nothing of
 the parent's environment leaks into it.
+
+A :class:`ContextCache` on a QNN runner keeps the compiled QNN context of each
+graph in the artifact cache (stage ``htp_context``), keyed by the model file's
+sha256 and everything that shapes the compiled binary (precision, SDK id, QNN
+core version, onnxruntime versions, ``htp_arch``, ``soc_model``, the fp16
+flag, session config). The first (cold) run compiles the graph and writes the
+EPContext model into the entry under the cache's lock; every later (warm) run
+loads that model and compiles nothing. ``timing.compile_s`` is the session
+creation time either way, so it shows cold vs warm; node placement of a warm
+run is read from the cold run's log, kept in the entry.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api import Placement, RunResult
+from zoocompat.cache import ArtifactCache, key_of, sha256_file
 from zoocompat.errors import CellError
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -138,6 +149,40 @@ def parse_placement(log: str, target_ep: str, target: str) -> Placement:
     return Placement(target, on_target, total, dict(fallback), reasons, partitions, io_nodes)
 
 
+CONTEXT_STAGE = "htp_context"
+#: bump when the entry's layout or the runner's dump options change
+CONTEXT_FORMAT = 1
+_CONTEXT_MODEL = "model_ctx.onnx"
+_CONTEXT_LOG = "compile.log"
+_CONTEXT_INFO = "context.json"
+
+
+class _NotCached(Exception):
+    """The cold run succeeded but left no context to keep (carries its result)."""
+
+    def __init__(self, result: RunResult, why: str) -> None:
+        super().__init__(why)
+        self.result = result
+        self.why = why
+
+
+@dataclass(frozen=True)
+class ContextCache:
+    """Where compiled QNN contexts are kept, and what besides the model's bytes keys them.
+
+    ``parts`` holds what shapes the compiled binary other than the graph: the
+    precision, SDK id, QNN core version, onnxruntime and onnxruntime-qnn
+    versions, ``htp_arch``, ``soc_model``, the fp16 flag, session config.
+    """
+
+    root: Path
+    parts: dict[str, Any]
+
+    def key(self, model: Path, session_config: dict[str, Any] | None = None) -> str:
+        """The entry key for ``model``: its bytes' sha256, :attr:`parts` and the session config."""
+        return key_of(CONTEXT_STAGE, CONTEXT_FORMAT, sha256_file(model), self.parts, session_config or {})
+
+
 @dataclass
 class RunnerModel:
     """A model compiled lazily in a runner process on ``run``."""
@@ -152,17 +197,63 @@ class RunnerModel:
     timeout_s: float = field(default_factory=cell_timeout)
     #: QNN core version the runner must load (that of the chosen SDK); ``None`` checks nothing.
     expected_core_version: str | None = None
+    #: keep and reuse the compiled QNN context (QNN runners only); ``None`` compiles every time
+    context: ContextCache | None = None
 
     def _command(self, request_path: Path) -> list[str]:
         return [self.python, "-I", str(RUNNER_SCRIPT), str(request_path)]
 
     def run(self, inputs: dict[str, np.ndarray]) -> RunResult:
-        """Compile and run every sample in a runner process."""
+        """Compile (or load the cached compiled context) and run every sample in a runner process."""
+        if self.context is None or self.ep != "qnn":
+            return self._run(inputs, self.onnx_path)
+        key = self.context.key(self.onnx_path, self.session_config)
+        built: dict[str, RunResult] = {}
+
+        def cold(entry: Path) -> None:
+            result = self._run(inputs, self.onnx_path, context_dump=entry / _CONTEXT_MODEL)
+            if not (entry / _CONTEXT_MODEL).is_file():
+                why = result.info.pop("context_error", None) or "the session wrote no context model"
+                raise _NotCached(result, why)
+            (entry / _CONTEXT_LOG).write_text(self._log_path().read_text(errors="replace"))
+            info = {"key_parts": self.context.parts, "model": str(self.onnx_path), "cold_compile_s": result.compile_s}
+            (entry / _CONTEXT_INFO).write_text(json.dumps(info, indent=1, default=str))
+            built["result"] = result
+
+        try:
+            entry = ArtifactCache(self.context.root).entry(CONTEXT_STAGE, key, cold)
+        except _NotCached as missing:
+            return _note_context(missing.result, f"not cached: {missing.why}", key)
+        if "result" in built:
+            return _note_context(built["result"], "cold", key, entry)
+        cold_log = (entry / _CONTEXT_LOG).read_text(errors="replace")
+        try:
+            result = self._run(inputs, entry / _CONTEXT_MODEL, placement_log=cold_log)
+        except CellError as error:
+            if "failed at compile" not in error.message:
+                raise
+            # the cached context did not load: compile from the graph this once, keep nothing
+            return _note_context(self._run(inputs, self.onnx_path), f"warm failed, compiled: {error.message}", key)
+        return _note_context(result, "warm", key, entry)
+
+    def _log_path(self) -> Path:
+        return self.workdir / "runner.log"
+
+    def _run(
+        self,
+        inputs: dict[str, np.ndarray],
+        model: Path,
+        context_dump: Path | None = None,
+        placement_log: str | None = None,
+    ) -> RunResult:
+        """One runner process on ``model``; ``context_dump`` asks it to write the compiled QNN context there,
+        ``placement_log`` is the cold compile's log to read placement from (a warm run compiles nothing).
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
         paths = {name: self.workdir / f"runner_{name}" for name in ("inputs.npz", "outputs.npz", "report.json")}
         np.savez(paths["inputs.npz"], **inputs)
         request = {
-            "model": str(self.onnx_path),
+            "model": str(model),
             "ep": self.ep,
             "inputs": str(paths["inputs.npz"]),
             "outputs": str(paths["outputs.npz"]),
@@ -170,9 +261,11 @@ class RunnerModel:
             "provider_options": self.provider_options,
             "session_config": self.session_config,
         }
+        if context_dump is not None:
+            request["context_dump"] = str(context_dump)
         request_path = self.workdir / "runner_request.json"
         request_path.write_text(json.dumps(request, indent=1))
-        log_path = self.workdir / "runner.log"
+        log_path = self._log_path()
         paths["report.json"].unlink(missing_ok=True)
         with open(log_path, "wb") as log:
             try:
@@ -186,6 +279,12 @@ class RunnerModel:
                     f"(killed); raise ZOOCOMPAT_CELL_TIMEOUT if the model is just slow; log: {log_path}",
                 ) from None
         log_text = log_path.read_text(errors="replace")
+        if placement_log is not None:  # keep the cold compile's log (vendor reasons) with this run's
+            log_text = placement_log + "\n" + log_text
+            log_path.write_text(
+                f"# zoocompat: compiled QNN context reused from {model.parent}; the cold compile's log, then this "
+                f"run's\n{log_text}"
+            )
         if done.returncode < 0:
             name = signal.Signals(-done.returncode).name
             raise CellError(
@@ -221,8 +320,11 @@ class RunnerModel:
             )
         with np.load(paths["outputs.npz"], allow_pickle=False) as data:
             outputs = {key: data[key] for key in data.files}
-        placement = parse_placement(log_text, _TARGET_EP[self.ep], self.target)
+        placement = parse_placement(
+            placement_log if placement_log is not None else log_text, _TARGET_EP[self.ep], self.target
+        )
         samples = max(int(report.get("samples", 1)), 1)
+        info_extra = {"context_error": report["context_error"]} if "context_error" in report else {}
         return RunResult(
             outputs=outputs,
             placement=placement,
@@ -232,5 +334,15 @@ class RunnerModel:
                 "providers": report.get("providers"),
                 "per_sample_ms": 1000 * report["run_s"] / samples,
                 "runtime": {key: report[key] for key in RUNTIME_KEYS if key in report},
+                **info_extra,
             },
         )
+
+
+def _note_context(result: RunResult, state: str, key: str, entry: Path | None = None) -> RunResult:
+    """Say in the result's runtime info whether the compiled QNN context was built (``cold``), reused
+    (``warm``) or not kept, under which key and where; the record keeps it in ``backend_info.loaded``.
+    """
+    runtime = result.info.setdefault("runtime", {})
+    runtime["htp_context"] = {"state": state, "key": key, "entry": str(entry) if entry else None}
+    return result
