@@ -151,18 +151,22 @@ def table(results: Path, fmt: str, output: Path | None) -> None:
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 def merge(results: tuple[Path, ...], output: Path) -> None:
-    """Join results files (shards, several SDK runs); a later cell id replaces an earlier one."""
-    from zoocompat.results import Results, load_results, write_atomic
+    """Join results files (shards, several SDK runs); a later cell id replaces an earlier one.
+
+    The header keeps the first file's tools and backends, the earliest start and
+    the latest finish, and lists every file's host and command under
+    ``run.host.parts``; disagreements between files are printed as warnings.
+    """
+    from zoocompat.results import load_results, write_atomic
+    from zoocompat.shard import merge_results
 
     try:
         loaded = [load_results(p) for p in results]
     except ZoocompatError as error:
         _fail(str(error))
-    cells = {}
-    for part in loaded:
-        for cell in part.cells:
-            cells[cell.id] = cell
-    merged = Results(run=loaded[0].run, cells=sorted(cells.values(), key=lambda c: c.id))
+    merged, warnings = merge_results(loaded, [str(p) for p in results])
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     write_atomic(output, merged.model_dump_json(indent=1))
     click.echo(f"wrote {output}: {len(merged.cells)} cells from {len(loaded)} files")
 

@@ -25,6 +25,7 @@ from zoocompat.known_failures import KnownFailures, KnownFailuresError, load_kno
 from zoocompat.matrix import Cell, Selection, build_cells
 from zoocompat.plugins import registry
 from zoocompat.results import CellRecord, ReportDir, RunInfo, host_info, load_results, now, tool_versions, write_atomic
+from zoocompat.shard import SHARD_BY, ShardError, load_durations, parse_shard
 from zoocompat.table import render_markdown, summary_line
 
 DEFAULT_REPORT = "reports/latest"
@@ -61,6 +62,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"YAML of accepted failures, strict xfails (default {KNOWN_FAILURES_DEFAULT} when it exists)",
     )
+    group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only the K-th of N deterministic parts of the selected cells (balanced by --shard-durations); "
+        f"the report goes to {DEFAULT_REPORT}-shard-K-of-N unless --zoo-report is given; join with zoocompat merge",
+    )
+    group.addoption(
+        "--shard-durations",
+        default=None,
+        metavar="FILE",
+        help="a previous results.json (or a {cell_id: seconds} JSON) whose timings balance --shard "
+        "(default: equal weight per cell)",
+    )
+    group.addoption(
+        "--shard-by",
+        default="model",
+        choices=SHARD_BY,
+        help="unit of --shard: a model's cells together (default; they share conversion and calibration) or cells",
+    )
+    group.addoption(
+        "--zoo-group-by",
+        default="model",
+        choices=("model", "model-sdk", "none"),
+        help="xdist_group mark per model (or model and SDK) so that --dist loadgroup keeps a model's cells "
+        "on one worker; ignored by the other --dist modes",
+    )
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -81,7 +109,15 @@ def _zoo(config: pytest.Config) -> tuple[dict[str, Card], list[CardError]]:
 
 
 def _report(config: pytest.Config) -> ReportDir:
-    return ReportDir(Path(config.getoption("zoo_report")))
+    root = config.getoption("zoo_report")
+    shard = config.getoption("shard")
+    if shard and root == DEFAULT_REPORT:  # each shard writes its own report unless told where
+        try:
+            spec = parse_shard(shard)
+        except ShardError as error:
+            raise pytest.UsageError(str(error)) from None
+        root = f"{DEFAULT_REPORT}-shard-{spec.index}-of-{spec.count}"
+    return ReportDir(Path(root))
 
 
 def _wants_matrix(config: pytest.Config) -> bool:
@@ -182,10 +218,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks = [getattr(pytest.mark, value) for value in cell.axis_values()]
         if cell.is_smoke(cards[cell.model]):
             marks.append(pytest.mark.smoke)
+        group = _xdist_group(config, cell)
+        if group:
+            marks.append(pytest.mark.xdist_group(group))
         params.append(pytest.param(cell, id=cell.id, marks=marks))
     for error in card_errors:
         params.append(pytest.param(error, id=f"card-error-{len(params)}"))
     metafunc.parametrize("zoo_cell", params)
+
+
+def _xdist_group(config: pytest.Config, cell: Cell) -> str | None:
+    """The cell's ``xdist_group`` under ``--zoo-group-by`` (used by ``--dist loadgroup`` only)."""
+    by = config.getoption("zoo_group_by")
+    if by == "none":
+        return None
+    return cell.model if by == "model" or not cell.sdk else f"{cell.model}-{cell.sdk}"
 
 
 def _cells(config: pytest.Config) -> list[Cell]:
@@ -212,8 +259,43 @@ def _write_resume_snapshot(report: ReportDir) -> None:
     write_atomic(report.root / RESUME_SNAPSHOT, json.dumps({"done": done}))
 
 
+def _item_cell(item: pytest.Item) -> Cell | None:
+    cell = getattr(item, "callspec", None) and item.callspec.params.get("zoo_cell")
+    return cell if isinstance(cell, Cell) else None
+
+
+def _apply_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--shard K/N``, deselect the cells of the other shards (same split on every worker)."""
+    from zoocompat.shard import select
+
+    option = config.getoption("shard")
+    if not option:
+        return
+    try:
+        spec = parse_shard(option)
+        path = config.getoption("shard_durations")
+        durations = load_durations(Path(path)) if path else None
+        mine, others = select(
+            items,
+            spec,
+            lambda item: (cell := _item_cell(item)) and cell.id,
+            lambda item: (cell := _item_cell(item)) and cell.model,
+            durations,
+            config.getoption("shard_by"),
+        )
+    except ShardError as error:
+        raise pytest.UsageError(str(error)) from None
+    if others:
+        config.hook.pytest_deselected(items=others)
+        items[:] = mine
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k: a shard is a part of the selected cells
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``--resume``, deselect the cells that already have a record."""
+    """With ``--shard K/N``, keep this shard's cells; with ``--resume``, deselect the cells that already have
+    a record.
+    """
+    _apply_shard(config, items)
     if not config.getoption("resume"):
         return
     snapshot = _report(config).root / RESUME_SNAPSHOT
@@ -236,6 +318,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     config = _CONTROLLER_CONFIG.get("config")
     if config is None or not _wants_matrix(config):
         return
+    crashitem = crashitem.rsplit("@", 1)[0] if "]@" in crashitem else crashitem  # --dist loadgroup's suffix
     cell_id = crashitem.rpartition("[")[2].rstrip("]") if crashitem.endswith("]") else None
     cells = {cell.id: cell for cell in _cells(config)}
     cell = cells.get(cell_id or "")
