@@ -180,3 +180,51 @@ def test_the_runner_loads_the_chosen_releases_library(tmp_path):
     assert loaded["python"].startswith(env.root) and loaded["onnxruntime"] == env.onnxruntime_version
     assert result.info["providers"][0] == "QNNExecutionProvider" and result.placement.fallback_ops == {}
     assert backend.describe("qnn-2.47")["sdk"] == "qnn-2.47"
+
+
+def test_a_local_qnn_sdk_is_listed_and_serves_its_library(cache, tmp_path, monkeypatch):
+    """Listing plumbing only: a file holding an AISW_VERSION string stands in for the SDK's libQnnHtp.so."""
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    assert sdks.local_qnn() is None and "qnn-2.30" not in {e["id"] for e in sdks.listing()}
+    root = tmp_path / "qairt" / "2.30.0.250109"
+    (root / "lib" / "x86_64-linux-clang").mkdir(parents=True)
+    library = root / "lib" / "x86_64-linux-clang" / "libQnnHtp.so"
+    library.write_bytes(b"\x7fELF AISW_VERSION: 2.30.0\x00")
+    monkeypatch.setenv("QNN_SDK_ROOT", str(root))
+    entries = {e["id"]: e for e in sdks.listing()}
+    assert entries["qnn-2.30"] == {
+        "id": "qnn-2.30",
+        "installed": True,
+        "qnn_core_version": "2.30.0",
+        "onnxruntime_version": entries["qnn-2.30"]["onnxruntime_version"],  # the suite's own onnxruntime
+        "onnxruntime_qnn_version": entries["qnn-2.30"]["onnxruntime_qnn_version"],
+        "path": str(root),
+        "source": "local",
+    }
+    env = sdks.find("qnn-2.30")
+    assert env.htp_library == library and env.python == sys.executable and env.host
+    runner = HtpBackend().runner(Path("m.onnx"), "w8a8", "qnn-2.30", tmp_path / "w")
+    assert runner.provider_options["backend_path"] == str(library) and runner.expected_core_version == "2.30.0"
+    assert HtpBackend().describe("qnn-2.30")["sdk_source"] == "local"
+    text = CliRunner().invoke(main, ["sdk", "list"]).output
+    assert "qnn-2.30   installed  QNN core 2.30.0" in text and "(local)" in text
+    library.unlink()  # a device-only SDK: listed from its aarch64 library, not runnable on the host
+    (root / "lib" / "aarch64-android").mkdir(parents=True)
+    (root / "lib" / "aarch64-android" / "libQnnHtp.so").write_bytes(b"AISW_VERSION: 2.30.0\x00")
+    assert not sdks.find("qnn-2.30").host
+    assert "device libraries only" in HtpBackend().available("qnn-2.30")
+
+
+def test_a_local_snpe_sdk_is_listed_by_its_version(cache, tmp_path, monkeypatch):
+    monkeypatch.delenv("SNPE_ROOT", raising=False)
+    assert sdks.local_snpe() is None and not [e for e in sdks.listing() if e["id"].startswith("snpe-")]
+    root = tmp_path / "snpe-sdk" / "2.22.0.240425"
+    root.mkdir(parents=True)
+    monkeypatch.setenv("SNPE_ROOT", str(root))
+    assert sdks.local_snpe() == sdks.LocalSnpe("snpe-2.22", str(root), "2.22.0")  # from the folder's name
+    (root / "lib" / "x86_64-linux-clang").mkdir(parents=True)
+    (root / "lib" / "x86_64-linux-clang" / "libSNPE.so").write_bytes(b"AISW_VERSION: 2.23.0\x00")
+    assert sdks.local_snpe().id == "snpe-2.23"  # the library's version wins over the folder's name
+    entry = [e for e in sdks.listing() if e["id"] == "snpe-2.23"][0]
+    assert entry["installed"] and entry["source"] == "local" and entry["path"] == str(root)
+    assert "snpe-2.23  installed  SNPE 2.23.0" in CliRunner().invoke(main, ["sdk", "list"]).output

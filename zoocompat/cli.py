@@ -219,10 +219,13 @@ def sdk_list(as_json: bool) -> None:
         click.echo(json.dumps({"sdks": entries}, indent=1))
         return
     for e in entries:
-        if e["installed"]:
+        if e["id"].startswith("snpe-"):  # a local SNPE SDK ($SNPE_ROOT): no onnxruntime of its own
+            click.echo(f"{e['id']:<10} installed  SNPE {e['qnn_core_version'] or '?'} {e['path']} (local)")
+        elif e["installed"]:
             click.echo(
-                f"{e['id']:<10} installed  QNN core {e['qnn_core_version']:<9} "
-                f"onnxruntime {e['onnxruntime_version']:<8} onnxruntime-qnn {e['onnxruntime_qnn_version']:<7} "
+                f"{e['id']:<10} installed  QNN core {e['qnn_core_version'] or '?':<9} "
+                f"onnxruntime {e['onnxruntime_version'] or '?':<8} "
+                f"onnxruntime-qnn {e['onnxruntime_qnn_version'] or '?':<7} "
                 f"{e['path']} ({e['source']})"
             )
         else:

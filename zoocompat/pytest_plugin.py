@@ -49,6 +49,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="SDK id(s) for the SDK-bound backends (htp, dsp), comma-separated for side by side, "
         "e.g. qnn-2.47,qnn-2.51 (default: the installed one; see `zoocompat sdk list`)",
     )
+    group.addoption(
+        "--strict-npu",
+        action="store_true",
+        default=False,
+        help="htp cells without CPU fallback (session.disable_cpu_ep_fallback=1): a graph the NPU cannot take "
+        "whole fails as unsupported_op with the vendor's reason",
+    )
+    group.addoption(
+        "--device",
+        default=None,
+        metavar="adb:SERIAL",
+        help="run the htp/dsp cells on a phone or board over adb (needs a local SDK: QNN_SDK_ROOT or SNPE_ROOT)",
+    )
     group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
     group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
     group.addoption(
@@ -143,6 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in cards:
         config.addinivalue_line("markers", f"{name}: cells of this model")
     config._zoocompat_selection = _selection(config)  # type: ignore[attr-defined]  # usage errors surface here
+    _configure_backends(config)
     sdk_ids = config._zoocompat_selection.sdk_ids()  # type: ignore[attr-defined]
     for sdk in filter(None, sdk_ids):
         config.addinivalue_line("markers", f"{sdk}: cells run on this SDK release")
@@ -167,6 +181,19 @@ def pytest_configure(config: pytest.Config) -> None:
             for i, sdk in enumerate(sdk_ids if getattr(backend, "sdk_axis", False) else sdk_ids[:1]):
                 run.backends[name if i == 0 else f"{name}-{sdk}"] = backend.describe(sdk)
         report.write_run(run)
+
+
+def _configure_backends(config: pytest.Config) -> None:
+    """Hand ``--strict-npu`` and ``--device`` to every backend that takes them (``configure``); every
+    session sets them, so one session's settings never carry over to the next in the same process.
+    """
+    for name in registry().names("backend"):
+        backend = registry().get("backend", name)
+        if hasattr(backend, "configure"):
+            try:
+                backend.configure(strict_npu=config.getoption("strict_npu"), device=config.getoption("device"))
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
 
 
 def _known_failures(config: pytest.Config, models: set[str]) -> tuple[Path | None, KnownFailures]:

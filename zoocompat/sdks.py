@@ -15,6 +15,14 @@ A release's QNN core version is always read from its ``libQnnHtp.so``
 version. The suite's own environment counts as an installed SDK too: its
 ``onnxruntime-qnn`` gives the id of the release it holds.
 
+A user's own SDK counts as well ("local" SDKs): with ``QNN_SDK_ROOT`` set and
+``$QNN_SDK_ROOT/lib/x86_64-linux-clang/libQnnHtp.so`` (or the
+``aarch64-android`` one, for devices) present, ``qnn-<major.minor>`` read from
+that library is an installed SDK whose cells run the suite's own
+onnxruntime-qnn with that library as ``backend_path``; with ``SNPE_ROOT`` set,
+``snpe-<major.minor>`` names the SNPE SDK there (see
+:mod:`plugins.backends.snpe`). Neither is listed when its variable is unset.
+
 This module imports no ML framework; it starts ``python`` and ``pip`` with
 argument lists, never shell strings.
 """
@@ -48,17 +56,24 @@ __all__ = [
     "find",
     "install",
     "listing",
+    "local_qnn",
+    "local_snpe",
     "qnn_core_version",
     "release",
     "sdk_id",
     "sdks_root",
+    "LocalSnpe",
 ]
 
 MANIFEST = "sdk.json"
 #: numpy for every SDK environment: the suite's own pin, so inputs and outputs round-trip identically.
 NUMPY_VERSION = "2.4.6"
 _CORE_VERSION = re.compile(rb"AISW_VERSION: (\d+\.\d+\.\d+)")
-_ID = re.compile(r"^qnn-\d+\.\d+$")
+_ID = re.compile(r"^(qnn|snpe)-\d+\.\d+$")
+_VERSION_IN_NAME = re.compile(r"(\d+\.\d+\.\d+)")
+#: where a QNN / SNPE SDK keeps its host and device libraries
+HOST_LIB = "lib/x86_64-linux-clang"
+DEVICE_LIB = "lib/aarch64-android"
 
 
 class SdkError(ZoocompatError):
@@ -147,8 +162,12 @@ class SdkEnv:
     qnn_core_version: str | None
     onnxruntime_version: str | None
     onnxruntime_qnn_version: str | None
-    root: str  # the environment's folder (sys.prefix of ``python``)
-    source: str  # "cache" (zoocompat sdk install) or "environment" (the suite's own)
+    root: str  # the environment's folder (sys.prefix of ``python``); a local SDK's root
+    source: str  # "cache" (zoocompat sdk install), "environment" (the suite's own) or "local" (QNN_SDK_ROOT)
+    #: a local SDK's folder (``$QNN_SDK_ROOT``); its device libraries are under ``lib/aarch64-android``
+    sdk_root: str | None = None
+    #: whether the host (x86-64) HTP library is there; a device-only local SDK has only the aarch64 one
+    host: bool = True
 
     @property
     def htp_library(self) -> Path:
@@ -187,6 +206,68 @@ def current_env() -> SdkEnv | None:
     )
 
 
+def local_qnn() -> SdkEnv | None:
+    """The user's own QNN SDK at ``$QNN_SDK_ROOT``, or ``None`` when unset or holding no ``libQnnHtp.so``.
+
+    The id is ``qnn-<major.minor>`` of the core version read from the library
+    (the host one under ``lib/x86_64-linux-clang``, else the device one under
+    ``lib/aarch64-android``). Host cells run the suite's own python and
+    onnxruntime-qnn with that library as ``backend_path``.
+    """
+    root = os.environ.get("QNN_SDK_ROOT")
+    if not root:
+        return None
+    host, device = Path(root) / HOST_LIB / "libQnnHtp.so", Path(root) / DEVICE_LIB / "libQnnHtp.so"
+    library = host if host.is_file() else device if device.is_file() else None
+    if library is None:
+        return None
+    core = qnn_core_version(library)
+    own = current_env()
+    return SdkEnv(
+        id=sdk_id(core) or "qnn-unknown",
+        python=sys.executable,
+        qnn_lib_dir=str(library.parent),
+        qnn_core_version=core,
+        onnxruntime_version=own.onnxruntime_version if own else None,
+        onnxruntime_qnn_version=own.onnxruntime_qnn_version if own else None,
+        root=str(root),
+        source="local",
+        sdk_root=str(root),
+        host=library == host,
+    )
+
+
+@dataclass(frozen=True)
+class LocalSnpe:
+    """The user's own SNPE SDK at ``$SNPE_ROOT``: its id, folder and version."""
+
+    id: str
+    root: str
+    version: str | None
+
+
+def local_snpe() -> LocalSnpe | None:
+    """The SNPE SDK at ``$SNPE_ROOT`` (``snpe-<major.minor>``), or ``None`` when the variable is unset.
+
+    The version is the ``AISW_VERSION`` compiled into ``libSNPE.so`` (host
+    library first, then the device one), else the first ``X.Y.Z`` in the
+    folder's name (SDK archives unpack to e.g. ``2.22.0.240425``); without
+    either the id is ``snpe-unknown``.
+    """
+    root = os.environ.get("SNPE_ROOT")
+    if not root:
+        return None
+    version = None
+    for lib in (HOST_LIB, DEVICE_LIB):
+        library = Path(root) / lib / "libSNPE.so"
+        if library.is_file() and (version := qnn_core_version(library)):
+            break
+    if version is None and (match := _VERSION_IN_NAME.search(Path(root).resolve().name)):
+        version = match.group(1)
+    short = ".".join(version.split(".")[:2]) if version else "unknown"
+    return LocalSnpe(id=f"snpe-{short}", root=str(root), version=version)
+
+
 def _cached_env(sdk: str, cache_root: Path | None) -> SdkEnv | None:
     root = sdks_root(cache_root) / sdk
     try:
@@ -210,10 +291,15 @@ def _cached_env(sdk: str, cache_root: Path | None) -> SdkEnv | None:
 
 
 def find(sdk: str, cache_root: Path | None = None) -> SdkEnv | None:
-    """The installed environment of ``sdk``: its cached venv, else the suite's own if it holds that release."""
+    """The installed environment of ``sdk``: its cached venv, else a local SDK (``$QNN_SDK_ROOT``) of that
+    release, else the suite's own if it holds that release.
+    """
     cached = _cached_env(sdk, cache_root)
     if cached is not None:
         return cached
+    local = local_qnn()
+    if local is not None and local.id == sdk:
+        return local
     own = current_env()
     return own if own is not None and own.id == sdk else None
 
@@ -229,12 +315,15 @@ def listing(cache_root: Path | None = None) -> list[dict]:
     Each entry is ``{id, installed, qnn_core_version, onnxruntime_version, path}``
     (and ``onnxruntime_qnn_version``, ``source``); versions are those of the
     installed environment (the core version read from its library), ``None``
-    where the release is not installed.
+    where the release is not installed. A local QNN SDK (``$QNN_SDK_ROOT``) is
+    listed with source ``local``; a local SNPE SDK (``$SNPE_ROOT``) as
+    ``snpe-<major.minor>`` with source ``local`` and its version in
+    ``qnn_core_version`` (SNPE and QNN share the AISW version).
     """
     ids = list(RELEASES)
-    own = current_env()
-    if own is not None and own.id not in ids:
-        ids.append(own.id)
+    for env in (current_env(), local_qnn()):
+        if env is not None and env.id not in ids:
+            ids.append(env.id)
     folder = sdks_root(cache_root)
     if folder.is_dir():
         ids += sorted(p.name for p in folder.iterdir() if (p / MANIFEST).is_file() and p.name not in ids)
@@ -250,6 +339,19 @@ def listing(cache_root: Path | None = None) -> list[dict]:
                 "onnxruntime_qnn_version": env.onnxruntime_qnn_version if env else None,
                 "path": env.root if env else None,
                 "source": env.source if env else None,
+            }
+        )
+    snpe = local_snpe()
+    if snpe is not None:
+        entries.append(
+            {
+                "id": snpe.id,
+                "installed": True,
+                "qnn_core_version": snpe.version,
+                "onnxruntime_version": None,
+                "onnxruntime_qnn_version": None,
+                "path": snpe.root,
+                "source": "local",
             }
         )
     return entries

@@ -10,6 +10,10 @@ fails the cell as ``unsupported_op`` with the vendor's reason instead of
 running partly on the CPU. In this mode the QNN EP also takes the graph-input
 quantize and graph-output dequantize nodes that ``htp`` leaves to the CPU, so
 a passing ``dsp`` cell has every node of the QDQ graph on the accelerator.
+
+With ``--sdk snpe-<version>`` the same contract runs on SNPE's DSP runtime
+(``snpe-net-run --use_dsp``, no CPU fallback; :mod:`plugins.backends.snpe`),
+and with ``--device adb:SERIAL`` on a phone, like ``htp``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import zoocompat
 from plugins.backends.htp import HtpBackend
 from plugins.backends.ort_session import RunnerModel
+from plugins.backends.snpe import is_snpe
 from zoocompat.errors import CellError
 
 #: onnxruntime session option that turns any CPU fallback into a session error.
@@ -32,10 +37,19 @@ class DspBackend(HtpBackend):
     name = "dsp"
     precisions = ("w8a8",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.strict_npu = True  # the contract: never any CPU fallback
+
+    def configure(self, strict_npu: bool = False, device: str | None = None) -> None:
+        """Like ``htp``, but always strict."""
+        super().configure(True, device)
+
     def describe(self, sdk: str | None) -> dict[str, Any]:
         """The HTP description plus the contract this backend enforces."""
         info = super().describe(sdk)
-        info["runtime"] = "QNN HTP as the Hexagon DSP contract (integer only, no CPU fallback)"
+        if not is_snpe(sdk):
+            info["runtime"] = "QNN HTP as the Hexagon DSP contract (integer only, no CPU fallback)"
         info["strict"] = True
         return info
 
@@ -47,6 +61,8 @@ class DspBackend(HtpBackend):
                 f"dsp runs integer models only ({', '.join(self.precisions)}), not {precision}: "
                 f"the Hexagon DSP contract has no float path",
             )
+        if is_snpe(sdk) or self.device:
+            return super().compile(onnx_path, precision, sdk, workdir)  # SNPE / device flows, strict
         return self.runner(onnx_path, precision, sdk, workdir, session_config=dict(STRICT))
 
 

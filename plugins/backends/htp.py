@@ -19,6 +19,15 @@ QNN core version, onnxruntime versions, ``htp_arch``, ``soc_model``, the fp16
 flag); later runs load it instead of compiling (see
 :class:`plugins.backends.ort_session.ContextCache`).
 ``ZOOCOMPAT_HTP_CONTEXT_CACHE=0`` compiles every time.
+
+Strict mode (``--strict-npu``, :meth:`HtpBackend.configure`) creates the session
+with ``session.disable_cpu_ep_fallback=1``, as ``dsp`` always does: a graph the
+HTP cannot take whole fails as ``unsupported_op`` with the vendor's reason,
+so a passing cell is "fully on the NPU". Other SDKs: a local QNN SDK
+(``$QNN_SDK_ROOT``, see :mod:`zoocompat.sdks`) serves its ``libQnnHtp.so`` as
+``backend_path``; ``--sdk snpe-<version>`` runs SNPE's tools instead
+(:mod:`plugins.backends.snpe`); ``--device adb:SERIAL`` runs the compiled
+context on a phone (:mod:`plugins.backends.qnn_device`).
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ __all__ = ["HtpBackend", "qnn_core_version", "qnn_package_dir", "sdk_id"]
 
 DEFAULT_HTP_ARCH = "75"
 DEFAULT_SOC_MODEL = "57"
+#: onnxruntime session option that turns any CPU fallback into a session error (strict mode).
+STRICT_NPU = {"session.disable_cpu_ep_fallback": "1"}
 
 
 def qnn_package_dir() -> Path | None:
@@ -60,17 +71,69 @@ class HtpBackend:
         self.soc_model = soc_model
         #: artifact cache that keeps compiled QNN contexts; ``None``: ``$ZOOCOMPAT_CACHE`` at compile time
         self.context_root = context_root
+        #: ``--strict-npu``: no CPU fallback, the whole graph on the HTP or the cell fails
+        self.strict_npu = False
+        #: ``--device adb:SERIAL``: the adb serial the cells run on, ``None`` on the host
+        self.device: str | None = None
+
+    def configure(self, strict_npu: bool = False, device: str | None = None) -> None:
+        """Session-wide settings from the pytest options ``--strict-npu`` and ``--device adb:SERIAL``."""
+        from zoocompat.device import parse_device
+
+        self.strict_npu = strict_npu
+        self.device = parse_device(device)
+
+    def _snpe(self):
+        from plugins.backends.snpe import SnpeRoute
+
+        return SnpeRoute(self.name, self.strict_npu, self.device, self.htp_arch)
+
+    def _device_sdk(self, env: SdkEnv | None):
+        """The device side of ``env`` (a local QNN SDK with aarch64 libraries), or a reason it has none."""
+        from zoocompat.device import DeviceSdk
+
+        if env is None or env.source != "local" or not env.sdk_root:
+            return None, (
+                f"--device needs a local QNN SDK ($QNN_SDK_ROOT with lib/aarch64-android and hexagon-v{self.htp_arch}"
+                f"); {env.id if env else 'this SDK'} is {env.source if env else 'not installed'}: pass --sdk with the "
+                "id `zoocompat sdk list` shows for QNN_SDK_ROOT"
+            )
+        if not env.host:
+            return None, f"{env.id} at $QNN_SDK_ROOT has no lib/x86_64-linux-clang/libQnnHtp.so to compile the context"
+        sdk = DeviceSdk("qnn", Path(env.sdk_root), self.htp_arch)
+        missing = sdk.missing()
+        if missing:
+            return (
+                None,
+                f"$QNN_SDK_ROOT has no device files for htp_arch {self.htp_arch}: {', '.join(map(str, missing))}",
+            )
+        return sdk, None
 
     def _env(self, sdk: str | None) -> SdkEnv | None:
         return sdks.current_env() if sdk is None else sdks.find(sdk)
 
     def available(self, sdk: str | None) -> str | None:
-        """Needs onnxruntime-qnn with its libQnnHtp.so: the suite's own, or the requested SDK release's."""
+        """Needs onnxruntime-qnn with its libQnnHtp.so: the suite's own, or the requested SDK release's
+        (SNPE's tools for ``snpe-*`` ids; the SDK's device files and adb for ``--device``).
+        """
+        from plugins.backends.snpe import is_snpe
+
+        if is_snpe(sdk):
+            return self._snpe().available(sdk)
+        if self.device:
+            from zoocompat.device import unavailable
+
+            env = self._env(sdk)
+            _, reason = self._device_sdk(env)
+            return reason or unavailable(self.device)
         if sdk is None:
             if sdks.current_env() is None:
                 return "onnxruntime-qnn (Qualcomm's QNN HTP library) is not installed: pip install -e .[stack]"
             return None
-        if self._env(sdk) is not None:
+        env = self._env(sdk)
+        if env is not None:
+            if not env.host:
+                return f"{env.id} at $QNN_SDK_ROOT has device libraries only (lib/aarch64-android): use --device"
             return None
         try:
             sdks.release(sdk)
@@ -79,7 +142,11 @@ class HtpBackend:
         return sdks.not_installed_reason(sdk)
 
     def describe(self, sdk: str | None) -> dict[str, Any]:
-        """SDK id, QNN core version read from that release's library, onnxruntime versions, arch."""
+        """SDK id, QNN core version read from that release's library, onnxruntime versions, arch, strict, device."""
+        from plugins.backends.snpe import is_snpe
+
+        if is_snpe(sdk):
+            return self._snpe().describe(sdk)
         env = self._env(sdk)
         return {
             "runtime": "QNN HTP (onnxruntime-qnn; x86-64 HTP emulator off-device)",
@@ -90,6 +157,9 @@ class HtpBackend:
             "sdk_env": env.root if env else None,
             "htp_arch": self.htp_arch,
             "soc_model": self.soc_model,
+            "sdk_source": env.source if env else None,
+            "strict": self.strict_npu,
+            "device": self.device,
         }
 
     def provider_options(self, precision: str) -> dict[str, str]:
@@ -134,8 +204,26 @@ class HtpBackend:
         return ContextCache(Path(self.context_root or default_root()), parts)
 
     def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> RunnerModel:
-        """Prepare a QNN HTP session (compiled inside the runner on ``run``, or loaded from the context cache)."""
-        return self.runner(onnx_path, precision, sdk, workdir, context=self.context_cache(precision, sdk))
+        """Prepare a QNN HTP session (compiled inside the runner on ``run``, or loaded from the context cache);
+        strict with ``--strict-npu``; SNPE's tools for ``snpe-*`` ids; on the device with ``--device``.
+        """
+        from plugins.backends.snpe import is_snpe
+
+        if is_snpe(sdk):
+            return self._snpe().compile(onnx_path, precision, sdk, workdir)
+        strict = {"session_config": dict(STRICT_NPU)} if self.strict_npu else {}
+        if self.device:
+            return self._on_device(self.runner(onnx_path, precision, sdk, workdir, **strict), sdk)
+        return self.runner(onnx_path, precision, sdk, workdir, context=self.context_cache(precision, sdk), **strict)
+
+    def _on_device(self, host: RunnerModel, sdk: str | None):
+        from plugins.backends.qnn_device import QnnDeviceModel
+
+        env = self._env(sdk)
+        device_sdk, reason = self._device_sdk(env)
+        if device_sdk is None:
+            raise SdkError(reason)
+        return QnnDeviceModel(host, self.device, device_sdk, env.id)
 
 
 @zoocompat.hookimpl
