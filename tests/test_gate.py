@@ -10,7 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from zoocompat.cli import main
-from zoocompat.gate import compare, latency_bucket, render_markdown
+from zoocompat.gate import (
+    bisect_regressions,
+    cell_key,
+    compare,
+    first_changed_release,
+    latency_bucket,
+    releases_between,
+    render_markdown,
+)
 from zoocompat.results import Results
 
 LATEST = Path(__file__).parent.parent / "docs" / "results-latest.json"
@@ -195,3 +203,90 @@ def test_markdown_to_file(tmp_path):
     assert done.exit_code == 1
     assert "regression: 1 regression(s)" in done.output
     assert md.read_text().startswith("## ❌ zoocompat gate: 1 regression\n")
+
+
+# -- --bisect ------------------------------------------------------------------
+
+
+def _sdk_runs(regressed_on: str | None = None):
+    """Baseline on qnn-2.47, candidate on qnn-2.51 where HTP_W8A8 fails accuracy."""
+    old, new = _data(), _data()
+    for data, sdk in ((old, "qnn-2.47"), (new, "qnn-2.51")):
+        data["run"]["sdk"] = sdk
+        for cell in data["cells"]:
+            if cell["backend"] == "htp":
+                cell["sdk"], cell["id"] = sdk, f"{cell['id']}-{sdk}"
+    bad = _cell(new, f"{HTP_W8A8}-qnn-2.51")
+    bad.update(status="fail", category="accuracy", reason="top1 dropped 6 points")
+    bad["metric"]["value"], bad["metric"]["drop"] = bad["metric"]["fp32"] - 0.06, 0.06
+    return Results.model_validate(old), Results.model_validate(new)
+
+
+def _injected_runner(first_bad: str, calls: list[str]):
+    """A run_cell that 'reruns' the cell: the baseline record before ``first_bad``, the failure from it on."""
+    from zoocompat.gate import _release_order
+
+    def run_cell(record, sdk):
+        calls.append(sdk)
+        out = record.model_copy(deep=True)
+        out.sdk, out.id = sdk, f"{cell_key(record)}-{sdk}"
+        if _release_order(sdk) >= _release_order(first_bad):
+            out.status, out.category = "fail", "accuracy"
+            out.metric.value, out.metric.drop = out.metric.fp32 - 0.06, 0.06
+        return out
+
+    return run_cell
+
+
+@pytest.mark.parametrize(
+    ("first_bad", "expected_calls"),
+    [
+        ("qnn-2.48", ["qnn-2.49", "qnn-2.48"]),
+        ("qnn-2.49", ["qnn-2.49", "qnn-2.48"]),  # 2.49 shows it, 2.48 does not
+        ("qnn-2.50", ["qnn-2.49", "qnn-2.50"]),
+        ("qnn-2.51", ["qnn-2.49", "qnn-2.50"]),  # no release in between shows it: the candidate's release
+    ],
+)
+def test_bisect_names_the_first_release_that_changed(first_bad, expected_calls):
+    old, new = _sdk_runs()
+    report = compare(old, new)
+    assert [f.kind for f in report.regressions] == ["new_failure", "accuracy"]
+    calls: list[str] = []
+    installed = ["qnn-2.47", "qnn-2.48", "qnn-2.49", "qnn-2.50", "qnn-2.51"]
+    [found] = bisect_regressions(report, old, new, installed, _injected_runner(first_bad, calls))
+    assert found.cell == HTP_W8A8 and found.first_changed == first_bad
+    assert calls == expected_calls  # binary search: log2(3 releases in between) reruns
+    assert set(found.tested) == set(calls)
+    assert found.last_unchanged == installed[installed.index(first_bad) - 1]
+    assert all(("same as the baseline" in what) == (sdk < first_bad) for sdk, what in found.tested.items())
+
+
+def test_bisect_without_a_release_in_between_says_what_to_install():
+    old, new = _sdk_runs()
+    report = compare(old, new)
+    calls: list[str] = []
+    known = ["qnn-2.47", "qnn-2.48", "qnn-2.49", "qnn-2.50", "qnn-2.51"]
+    [found] = bisect_regressions(report, old, new, ["qnn-2.47", "qnn-2.51"], _injected_runner("qnn-2.49", calls), known)
+    assert calls == [] and found.first_changed == "qnn-2.51" and found.last_unchanged == "qnn-2.47"
+    assert "install qnn-2.48, qnn-2.49, qnn-2.50" in found.note
+    report.bisect = [found]
+    assert "Bisect over SDK releases" in render_markdown(report)
+    assert report.to_json()["bisect"][0]["first_changed"] == "qnn-2.51"
+
+
+def test_releases_between_and_first_changed_release():
+    assert releases_between("qnn-2.47", "qnn-2.51", ["qnn-2.51", "qnn-2.49", "qnn-2.47", "snpe-2.20", "qnn-2.48"]) == [
+        "qnn-2.48",
+        "qnn-2.49",
+    ]
+    assert releases_between("qnn-2.51", "qnn-2.47", ["qnn-2.48", "qnn-2.49"]) == ["qnn-2.49", "qnn-2.48"]
+    seen = []
+    index, tested = first_changed_release(list("abcdefghij"), lambda r: seen.append(r) or r >= "g")
+    assert index == 6 and len(seen) <= 3 and tested == {r: r >= "g" for r in seen}
+    assert first_changed_release(["a", "b"], lambda r: pytest.fail("nothing to test"))[0] == 1
+
+
+def test_gate_without_bisect_has_no_bisect_key(tmp_path):
+    done = _gate(tmp_path, _data(), _data(), "--json", "--bisect")
+    assert done.exit_code == 0 and json.loads(done.output)["bisect"] == []
+    assert "bisect" not in json.loads(_gate(tmp_path, _data(), _data(), "--json").output)

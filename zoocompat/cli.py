@@ -178,7 +178,14 @@ def merge(results: tuple[Path, ...], output: Path) -> None:
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="accuracy drop growth, in points")
 @click.option("--max-slowdown", type=float, default=2.0, show_default=True, help="slowdown factor that is a regression")
 @click.option("--md", "md_file", type=click.Path(path_type=Path), default=None, help="write the Markdown here")
-def gate(baseline: Path, candidate: Path, as_json: bool, threshold: float, max_slowdown: float, md_file) -> None:
+@click.option(
+    "--bisect",
+    is_flag=True,
+    help="rerun each regressed cell on the installed SDK releases in between; name the first that changed",
+)
+def gate(
+    baseline: Path, candidate: Path, as_json: bool, threshold: float, max_slowdown: float, md_file, bisect: bool
+) -> None:
     """Compare two results.json cell by cell: exit 0 pass, 1 regression, 2 usage error.
 
     Cells pair by id without the SDK suffix, so a qnn-2.47 run and a qnn-2.51
@@ -190,6 +197,10 @@ def gate(baseline: Path, candidate: Path, as_json: bool, threshold: float, max_s
         report = gate_files(baseline, candidate, threshold, max_slowdown)
     except ZoocompatError as error:
         _fail(str(error))
+    if bisect:
+        from zoocompat.gate_bisect import bisect_report
+
+        bisect_report(report, baseline, candidate, progress=lambda line: click.echo(line, err=True))
     text = render_markdown(report)
     if md_file:
         md_file.write_text(text, encoding="utf-8")
@@ -503,6 +514,57 @@ def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> N
             )
     if not result.met:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("cell_id")
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(path_type=Path),
+    default=Path("reports/latest/results.json"),
+    show_default=True,
+    help="the results.json holding the cell",
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="default: repro/<cell id>")
+@click.option("--samples", type=int, default=4, show_default=True, help="evaluation samples in the repro")
+@click.option("--no-verify", is_flag=True, help="write the folder without running its script")
+def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool) -> None:
+    """Write the smallest ONNX + inputs + expected outputs + one command that show CELL_ID's problem.
+
+    For a cell that falls back, fails accuracy or fidelity, or crashes; the
+    folder's repro.py is run under the cell's SDK to check it reproduces.
+    """
+    import shutil
+    import subprocess
+
+    from zoocompat.quantize_cli import make_runner
+    from zoocompat.repro import find_cell, plan_repro, write_repro
+    from zoocompat.results import load_results
+
+    try:
+        record = find_cell(load_results(results_path), cell_id)
+        out = out_dir or Path("repro") / record.id
+        runner = make_runner()
+        work = out / "_work"
+        case = plan_repro(runner, record, samples, work)
+        write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path} --out {out}")
+        shutil.rmtree(work, ignore_errors=True)
+    except ZoocompatError as error:
+        _fail(str(error), 1)
+    click.echo(f"wrote {out}: {case.what}")
+    if no_verify:
+        return
+    python = sys.executable
+    if case.ep == "qnn" and case.sdk:
+        from zoocompat.sdks import find
+
+        env = find(case.sdk)
+        python = env.python if env else python
+    done = subprocess.run([python, str(out / "repro.py")], capture_output=True, text=True)
+    click.echo((done.stdout + done.stderr).rstrip())
+    if done.returncode != 0:
+        _fail(f"the repro in {out} did not reproduce the problem (exit {done.returncode})", 1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ The module is pure logic on :mod:`zoocompat.results` records: no ML import.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ __all__ = [
     "GateError",
     "GateReport",
     "LatencyChange",
+    "ReleaseBisect",
+    "bisect_regressions",
+    "first_changed_release",
+    "releases_between",
     "bucket_label",
     "cell_key",
     "compare",
@@ -93,6 +98,26 @@ class LatencyChange:
 
 
 @dataclass
+class ReleaseBisect:
+    """Which SDK release first changed a regressed cell (``zoocompat gate --bisect``).
+
+    ``tested`` maps each release the cell was rerun on to what it showed against
+    the baseline; ``first_changed`` is the earliest release that shows the
+    regression (the candidate's when no release in between does), ``None`` with a
+    ``note`` when nothing could be bisected.
+    """
+
+    cell: str
+    kinds: list[str]
+    baseline_sdk: str | None
+    candidate_sdk: str | None
+    first_changed: str | None = None
+    last_unchanged: str | None = None
+    tested: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
 class GateReport:
     """Everything the gate found; :meth:`to_json` is the ``--json`` shape."""
 
@@ -108,6 +133,7 @@ class GateReport:
     only_in_baseline: list[str] = field(default_factory=list)
     only_in_candidate: list[str] = field(default_factory=list)
     compared: int = 0
+    bisect: list[ReleaseBisect] | None = None  # filled by --bisect
 
     @property
     def verdict(self) -> str:
@@ -144,6 +170,7 @@ class GateReport:
             "max_slowdown": number(self.max_slowdown),
             "baseline": self.baseline,
             "candidate": self.candidate,
+            **({"bisect": [asdict(b) for b in self.bisect]} if self.bisect is not None else {}),
         }
 
 
@@ -402,6 +429,113 @@ def gate_files(
     )
 
 
+# -- bisect over releases (--bisect) --------------------------------------------
+
+
+def _release_order(sdk: str) -> tuple[int, ...] | None:
+    """``qnn-2.49`` -> ``(2, 49)``; ``None`` for an id that is not a numbered QNN release."""
+    parts = sdk.removeprefix("qnn-").split(".")
+    return tuple(int(p) for p in parts) if sdk.startswith("qnn-") and all(p.isdigit() for p in parts) else None
+
+
+def releases_between(baseline_sdk: str, candidate_sdk: str, releases: Iterable[str]) -> list[str]:
+    """The ``releases`` strictly between the two, oldest first (either direction of the upgrade)."""
+    low, high = sorted((_release_order(baseline_sdk) or (), _release_order(candidate_sdk) or ()))
+    inside = [r for r in set(releases) if (order := _release_order(r)) is not None and low < order < high]
+    inside.sort(key=lambda r: _release_order(r) or ())
+    return inside if (_release_order(baseline_sdk) or ()) <= (_release_order(candidate_sdk) or ()) else inside[::-1]
+
+
+def first_changed_release(releases: list[str], changed: Callable[[str], bool]) -> tuple[int, dict[str, bool]]:
+    """Binary search for the first release that shows a change.
+
+    ``releases[0]`` is the baseline's (unchanged by definition) and
+    ``releases[-1]`` the candidate's (changed by definition); only the ones in
+    between are tested, about ``log2(len(releases) - 2)`` of them. Returns the
+    index of the first changed release and what each tested release showed.
+    """
+    seen: dict[str, bool] = {}
+    good, bad = 0, len(releases) - 1
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        seen[releases[middle]] = changed(releases[middle])
+        if seen[releases[middle]]:
+            bad = middle
+        else:
+            good = middle
+    return bad, seen
+
+
+def _sdk_of(cell: CellRecord) -> str | None:
+    return cell.sdk or cell.backend_info.get("sdk")
+
+
+def bisect_regressions(
+    report: GateReport,
+    baseline: Results,
+    candidate: Results,
+    installed: Iterable[str],
+    run_cell: Callable[[CellRecord, str], CellRecord],
+    known: Iterable[str] = (),
+) -> list[ReleaseBisect]:
+    """For each regressed cell, rerun it on the installed releases between baseline and candidate.
+
+    ``run_cell(record, sdk)`` runs the cell of ``record`` on release ``sdk``
+    (through the matrix pipeline) and returns the new record; a release "shows
+    the change" when comparing the baseline record with that record gives a
+    regression of a kind the candidate showed. ``known`` lists every release
+    id (installed or not), to say which to install when none is in between.
+    """
+    installed = list(installed)
+    base_cells = {cell_key(c): c for c in baseline.cells}
+    cand_cells = {cell_key(c): c for c in candidate.cells}
+    kinds: dict[str, list[str]] = {}
+    for finding in report.regressions:
+        kinds.setdefault(finding.cell, [])
+        if finding.kind not in kinds[finding.cell]:
+            kinds[finding.cell].append(finding.kind)
+    found = []
+    for key, cell_kinds in kinds.items():
+        base, cand = base_cells[key], cand_cells[key]
+        base_sdk, cand_sdk = _sdk_of(base), _sdk_of(cand)
+        result = ReleaseBisect(key, cell_kinds, base_sdk, cand_sdk)
+        found.append(result)
+        if not base_sdk or not cand_sdk or base_sdk == cand_sdk:
+            result.note = "the two runs used the same SDK release: nothing to bisect over releases"
+            continue
+        between = releases_between(base_sdk, cand_sdk, installed)
+        if not between:
+            missing = releases_between(base_sdk, cand_sdk, known)
+            result.first_changed, result.last_unchanged = cand_sdk, base_sdk
+            result.note = "no installed release between them" + (
+                f"; install {', '.join(missing)} (zoocompat sdk install ID) to narrow it down" if missing else ""
+            )
+            continue
+
+        def changed(
+            sdk: str, base: CellRecord = base, kinds_seen: list[str] = cell_kinds, result: ReleaseBisect = result
+        ) -> bool:
+            record = run_cell(base, sdk)
+            one = compare(
+                Results(run=baseline.run, cells=[base]),
+                Results(run=baseline.run, cells=[record]),
+                report.threshold_pt,
+                report.max_slowdown,
+            )
+            hits = [f for f in one.regressions if f.kind in kinds_seen]
+            result.tested[sdk] = (
+                "; ".join(f"{f.kind}: {f.message}" for f in hits)
+                if hits
+                else f"same as the baseline ({record.status}{f', {record.category}' if record.category else ''})"
+            )
+            return bool(hits)
+
+        chain = [base_sdk, *between, cand_sdk]
+        index, _ = first_changed_release(chain, changed)
+        result.first_changed, result.last_unchanged = chain[index], chain[index - 1]
+    return found
+
+
 # -- Markdown ------------------------------------------------------------------
 
 KIND_LABEL = {
@@ -491,6 +625,18 @@ def render_markdown(report: GateReport) -> str:
         if findings:
             lines += [f"<details><summary>{title} ({len(findings)})</summary>", "", *_findings_table(findings)]
             lines += ["", "</details>", ""]
+    if report.bisect is not None:
+        lines += [f"### Bisect over SDK releases ({len(report.bisect)} regressed cells)", ""]
+        if report.bisect:
+            lines += ["| cell | first release with the change | last without | releases rerun | note |"]
+            lines += ["|---|---|---|---|---|"]
+        for b in report.bisect:
+            tested = "; ".join(f"{sdk}: {what}" for sdk, what in b.tested.items()) or "none"
+            lines.append(
+                f"| `{b.cell}` | {b.first_changed or '?'} | {b.last_unchanged or '?'} | {_escape(tested)} | "
+                f"{_escape(b.note)} |"
+            )
+        lines.append("")
     one_side = (("Only in the baseline", report.only_in_baseline), ("Only in the candidate", report.only_in_candidate))
     for title, ids in one_side:
         if ids:

@@ -25,6 +25,7 @@ import numpy as np
 from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import Card
 from zoocompat.data import CardData, build_card_data
+from zoocompat.diagnose import diagnose_failure
 from zoocompat.errors import CellError, PluginError
 from zoocompat.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.matrix import Cell
@@ -227,6 +228,7 @@ class CellRunner:
             record.status = "fail"
             record.category = error.category
             record.reason = error.message
+            record.diagnosis = diagnose_failure(self, cell, record)  # first bad layer; never raises
         except PluginError as error:  # the card names a plugin that is not installed
             record.status = "fail"
             record.category = "bad_input"

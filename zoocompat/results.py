@@ -99,6 +99,58 @@ class Timing(_Model):
     per_sample_ms: float | None = None
 
 
+class LayerSqnr(_Model):
+    """SQNR (dB) of one layer's output tensor between two runs (``None`` = identical)."""
+
+    layer: str
+    op_type: str
+    tensor: str
+    sqnr_db: float | None = None
+
+
+class LayerFinding(_Model):
+    """Where two runs of a model part ways: the first layer whose output SQNR falls below ``threshold_db``.
+
+    ``method`` is ``fp32_vs_qdq`` (the FP32 and the QDQ model on the CPU EP, every
+    intermediate tensor at once) or ``backend_vs_cpu`` (prefix graphs of the QDQ
+    model on the backend and on the CPU EP, bisected; ``runs`` counts the backend
+    compiles). ``layers`` holds the measured layers in graph order (trimmed around
+    the first bad one); ``first_bad_*`` are ``None`` when every layer measured is
+    above the threshold; ``lowest_*`` name the measured layer furthest apart.
+    See :mod:`zoocompat.diagnose`.
+    """
+
+    method: Literal["fp32_vs_qdq", "backend_vs_cpu"]
+    threshold_db: float
+    first_bad_layer: str | None = None
+    first_bad_op: str | None = None
+    first_bad_tensor: str | None = None
+    sqnr_db: float | None = None
+    previous_sqnr_db: float | None = None
+    lowest_layer: str | None = None
+    lowest_sqnr_db: float | None = None
+    samples: int = 0
+    layers_checked: int = 0
+    runs: int = 0
+    layers: list[LayerSqnr] = Field(default_factory=list)
+
+
+class Diagnosis(_Model):
+    """First-bad-layer diagnostics of a cell that failed accuracy or fidelity (see :mod:`zoocompat.diagnose`).
+
+    ``quantization`` compares the FP32 and the QDQ model layer by layer on the CPU;
+    ``backend`` compares the backend with the CPU run of the same QDQ model.
+    ``summary`` says it in one line; ``error`` says why diagnostics could not
+    finish (a diagnosis never changes the cell's verdict).
+    """
+
+    summary: str = ""
+    quantization: LayerFinding | None = None
+    backend: LayerFinding | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
 class CellRecord(_Model):
     """The record of one matrix cell."""
 
@@ -130,6 +182,7 @@ class CellRecord(_Model):
     timing: Timing = Field(default_factory=Timing)
     artifacts: dict[str, Any] = Field(default_factory=dict)
     backend_info: dict[str, Any] = Field(default_factory=dict)
+    diagnosis: Diagnosis | None = None
 
 
 class RunInfo(_Model):

@@ -71,6 +71,28 @@ def _label(col: tuple[str, str, str, str], results: Results) -> str:
     return f"{name} {precision}" + (f" {quant}" if quant not in ("none", "ptq") else "") + (f" {sdk}" if sdk else "")
 
 
+def diagnosis_lines(cell: CellRecord) -> list[str]:
+    """Markdown bullets for a cell's first-bad-layer diagnosis (none when it has none)."""
+    d = cell.diagnosis
+    if d is None:
+        return []
+    lines = [f"  - first bad layer: {d.summary or d.error or 'no finding'}"]
+    for finding in (d.backend, d.quantization):
+        if finding is None or finding.first_bad_layer is None:
+            continue
+        shown = ", ".join(
+            f"{layer.op_type} {'identical' if layer.sqnr_db is None else f'{layer.sqnr_db:.1f}'}"
+            for layer in finding.layers
+        )
+        how = (
+            f"{finding.runs} backend runs over {finding.layers_checked} layers"
+            if finding.method == "backend_vs_cpu"
+            else f"{finding.layers_checked} layers"
+        )
+        lines.append(f"  - {finding.method} ({how}, {finding.samples} samples), dB: {shown}")
+    return lines
+
+
 def render_markdown(results: Results, title: str = "zoocompat support table") -> str:
     """Markdown support table, tool versions and the details of every non-clean cell."""
     cols = _columns(results)
@@ -110,6 +132,7 @@ def render_markdown(results: Results, title: str = "zoocompat support table") ->
                 lines.append(f"  - fell back to CPU: {c.coverage.fallback_ops}")
                 for reason in c.coverage.reasons[:5]:
                     lines.append(f"  - vendor: {reason}")
+            lines += diagnosis_lines(c)
     return "\n".join(lines) + "\n"
 
 
