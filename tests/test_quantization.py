@@ -307,3 +307,17 @@ def test_adaround_after_tensorflow_in_the_same_process(cnn, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path.cwd())
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "blocked"
+
+
+def test_stale_float_data_after_cle_is_cleared():
+    """aimet-onnx CLE writes raw_data and leaves the old float_data: the checker would reject the model."""
+    from onnx import TensorProto, helper
+
+    from plugins.quantizers.aimet_onnx import _drop_stale_typed_data
+
+    tensor = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
+    tensor.raw_data = np.asarray([3.0, 4.0], np.float32).tobytes()
+    model = helper.make_model(helper.make_graph([], "g", [], [], [tensor]))
+    assert _drop_stale_typed_data(model) == 1
+    fixed = model.graph.initializer[0]
+    assert not fixed.float_data and np.frombuffer(fixed.raw_data, np.float32).tolist() == [3.0, 4.0]

@@ -112,6 +112,22 @@ def _keep_triton_out() -> bool:
     return False
 
 
+def _drop_stale_typed_data(model: Any) -> int:
+    """Clear ``float_data`` where an initializer also has ``raw_data``; return how many were fixed.
+
+    aimet-onnx 2.42's CLE writes the scaled weights into ``raw_data`` without
+    clearing a ``float_data`` field the original tensor had (seen on PP-OCR's SE
+    blocks), which ``onnx.checker`` rejects ("should contain one and only one
+    value field"). ``raw_data`` holds the equalized values.
+    """
+    fixed = 0
+    for init in model.graph.initializer:
+        if init.raw_data and len(init.float_data):
+            init.ClearField("float_data")
+            fixed += 1
+    return fixed
+
+
 def _graph_inputs(model: Any) -> dict[str, tuple[np.dtype, list[int | None]]]:
     """Real graph inputs (initializers excluded): name -> (numpy dtype, dims; None when symbolic)."""
     from onnx import helper
@@ -332,6 +348,7 @@ class AimetOnnxQuantizer:
                     lambda: equalize_model(model),
                     did="BN fold + cross-layer scaling + high-bias fold (aimet_onnx equalize_model)",
                 )
+                steps[-1]["stale_tensors_fixed"] = _drop_stale_typed_data(model)
             else:
                 timed("bn_fold", lambda: fold_all_batch_norms_to_weight(model), did="BatchNorm folded into Conv/Gemm")
             left_bn = sum(node.op_type == "BatchNormalization" for node in model.graph.node)
