@@ -558,8 +558,12 @@ def plan_case(runner: Any, cell: Any, record: Any, kind: str, samples: int, work
 
     card = runner.cards[cell.model]
     batch = {k: v[:samples] for k, v in runner.card_data(card).eval_batch().items()}
-    converted = runner.converted(card)
-    model_path = runner.quantized(card, cell.precision, cell.quant).qdq_onnx if cell.quantized else converted.onnx
+    # the files the cell ran when they are still there (the same bytes), else rebuilt through the pipeline
+    recorded = {k: Path(v) for k, v in record.artifacts.items() if k in ("fp32_onnx", "qdq_onnx") and Path(v).is_file()}
+    fp32_path = recorded.get("fp32_onnx") or runner.converted(card).onnx
+    model_path = fp32_path
+    if cell.quantized:
+        model_path = recorded.get("qdq_onnx") or runner.quantized(card, cell.precision, cell.quant).qdq_onnx
     model = onnx.load(str(model_path))
     backend = runner.registry.get("backend", cell.backend)
     work.mkdir(parents=True, exist_ok=True)
@@ -699,7 +703,7 @@ def plan_case(runner: Any, cell: Any, record: Any, kind: str, samples: int, work
     found = diagnosis.quantization if diagnosis.quantization and diagnosis.quantization.first_bad_tensor else None
     if found is None:
         raise ReproError(f"{record.id}: the diagnosis names no layer below its threshold: {diagnosis.summary}")
-    fp32 = onnx.load(str(converted.onnx))
+    fp32 = onnx.load(str(fp32_path))
     pair = next(p for p in activation_pairs(model, [found.first_bad_tensor]) if p.fp32 == found.first_bad_tensor)
     sub = prefix_model(model, [pair.qdq])
     inputs = {i.name: batch[i.name] for i in sub.graph.input}

@@ -370,3 +370,23 @@ def test_reports_show_the_diagnosis():
     )
     assert "backend_vs_cpu (5 backend runs over 30 layers, 8 samples), dB: AveragePool 4.5" in markdown
     assert "first layer below 20 dB is AveragePool &#39;pool&#39;" in render_html(results)
+
+
+def test_repro_picks_the_problem_and_finds_the_cell():
+    from zoocompat.repro import ReproError, _kind, find_cell
+    from zoocompat.results import Coverage, Results, RunInfo
+
+    fallback = _record(
+        category=None,
+        status="pass",
+        coverage=Coverage(target="htp", target_nodes=3, total_nodes=4, fallback_ops={"Erf": 1}),
+    )
+    assert _kind(fallback) == "fallback" and _kind(_record()) == "numerics"
+    assert _kind(_record(category="timeout", status="fail")) == "crash"
+    with pytest.raises(ReproError, match="nothing to reproduce"):
+        _kind(_record(category=None, status="pass"))
+    results = Results(run=RunInfo(), cells=[_record(), _record(id="m-onnx-htp-w8a8-ptq-qnn-2.47")])
+    assert find_cell(results, "m-onnx-htp-w8a8-ptq").id == "m-onnx-htp-w8a8-ptq"
+    assert find_cell(results, "m-onnx-htp-w8a8-ptq-qnn").id.endswith("qnn-2.47")
+    with pytest.raises(ReproError, match="no cell 'x'"):
+        find_cell(results, "x")

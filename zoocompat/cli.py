@@ -529,7 +529,13 @@ def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> N
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="default: repro/<cell id>")
 @click.option("--samples", type=int, default=4, show_default=True, help="evaluation samples in the repro")
 @click.option("--no-verify", is_flag=True, help="write the folder without running its script")
-def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool) -> None:
+@click.option(
+    "--problem",
+    type=click.Choice(["fallback", "numerics", "crash"]),
+    default=None,
+    help="which problem to show when a cell has several (default: the cell's failure category)",
+)
+def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool, problem) -> None:
     """Write the smallest ONNX + inputs + expected outputs + one command that show CELL_ID's problem.
 
     For a cell that falls back, fails accuracy or fidelity, or crashes; the
@@ -547,7 +553,7 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
         out = out_dir or Path("repro") / record.id
         runner = make_runner()
         work = out / "_work"
-        case = plan_repro(runner, record, samples, work)
+        case = plan_repro(runner, record, samples, work, problem)
         write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path} --out {out}")
         shutil.rmtree(work, ignore_errors=True)
     except ZoocompatError as error:

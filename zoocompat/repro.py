@@ -97,15 +97,25 @@ def _kind(record: CellRecord) -> str:
 
 
 def plan_repro(
-    runner: Any, record: CellRecord, samples: int = DEFAULT_SAMPLES, workdir: Path | None = None
+    runner: Any,
+    record: CellRecord,
+    samples: int = DEFAULT_SAMPLES,
+    workdir: Path | None = None,
+    problem: str | None = None,
 ) -> ReproCase:
-    """Work out the smallest graph that shows ``record``'s problem and measure it (backend runs included)."""
+    """Work out the smallest graph that shows ``record``'s problem and measure it (backend runs included).
+
+    ``problem`` picks which of a cell's problems to show when it has several
+    (``fallback``, ``numerics`` or ``crash``); by default it follows the cell's category.
+    """
     from zoocompat.matrix import Cell
 
     cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
     if cell.model not in runner.cards:
         raise ReproError(f"{record.id}: model {cell.model!r} is not in the zoo here; pass --zoo with its card folder")
-    kind = _kind(record)
+    kind = problem or _kind(record)
+    if kind == "numerics" and record.diagnosis is None and record.category not in ("accuracy", "fidelity"):
+        raise ReproError(f"{record.id} has no diagnosis and did not fail accuracy or fidelity: no numerics repro")
     work = Path(workdir or tempfile.mkdtemp(prefix="zoocompat-repro-"))
     from plugins.diagnostics import plan_case
 
