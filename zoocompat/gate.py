@@ -13,7 +13,7 @@ Findings, each naming the cell and what changed:
 
 - regressions (exit 1): a new failure (pass -> fail / error, or a failing cell
   whose failure category changed), an accuracy regression (the drop grew by more
-  than ``threshold`` points), a coverage regression (fewer nodes on the target,
+  than ``threshold`` points), a coverage regression (more nodes left on the CPU,
   or an op type that newly fell back), a slowdown of at least ``max_slowdown``;
 - improvements: fixed cells (failing -> pass), new passes (skip / inconclusive
   -> pass), accuracy and coverage gains;
@@ -205,6 +205,9 @@ def run_info(results: Results, path: Path) -> dict[str, Any]:
         "path": str(path),
         "sdk": sdk,
         "qnn_core_version": htp.get("qnn_core_version"),
+        # the SDK release's own runtime (its isolated environment), not the suite's installed one
+        "sdk_onnxruntime_qnn": htp.get("onnxruntime_qnn"),
+        "sdk_onnxruntime": htp.get("onnxruntime"),
         "tools": {k: v for k, v in run.tools.items() if v},
         "started": run.started,
         "finished": run.finished,
@@ -350,10 +353,23 @@ def _compare_coverage(key: str, base: CellRecord, cand: CellRecord, report: Gate
         f"{bc.target_nodes}/{bc.total_nodes} -> {cc.target_nodes}/{cc.total_nodes} nodes on {cc.target or cand.backend}"
     )
     worse, better = [], []
-    if cc.target_nodes < bc.target_nodes:
+    # nodes left on the CPU, not nodes on the target: a runtime that fuses the graph into fewer nodes
+    # (another onnxruntime under another SDK release) has fewer target nodes without losing any coverage
+    base_off, cand_off = bc.total_nodes - bc.target_nodes, cc.total_nodes - cc.target_nodes
+    if cand_off > base_off:
         worse.append(nodes)
-    elif cc.target_nodes > bc.target_nodes:
+    elif cand_off < base_off:
         better.append(nodes)
+    elif cc.total_nodes != bc.total_nodes:
+        report.inconclusive.append(
+            _finding(
+                key,
+                "graph_changed",
+                f"{nodes}: the runtime's graph changed size, none of it off the target",
+                base,
+                cand,
+            )
+        )
     if new_ops:
         fell = ", ".join(f"{op} x{cc.fallback_ops[op]}" for op in new_ops)
         reasons = [r for r in cc.reasons if any(op in r for op in new_ops)][:2]
@@ -550,6 +566,7 @@ KIND_LABEL = {
     "status": "status",
     "metric_missing": "metric missing",
     "metric_changed": "metric changed",
+    "graph_changed": "graph size changed",
 }
 MAX_ROWS = 50
 
@@ -572,7 +589,9 @@ def _run_line(label: str, info: dict[str, Any]) -> str:
     parts = [f"SDK {info.get('sdk') or 'installed'}"]
     if info.get("qnn_core_version"):
         parts.append(f"QNN core {info['qnn_core_version']}")
-    if tools.get("onnxruntime-qnn"):
+    if info.get("sdk_onnxruntime_qnn"):
+        parts.append(f"onnxruntime-qnn {info['sdk_onnxruntime_qnn']} / onnxruntime {info.get('sdk_onnxruntime')}")
+    elif tools.get("onnxruntime-qnn"):
         parts.append(f"onnxruntime-qnn {tools['onnxruntime-qnn']}")
     if tools.get("aimet-onnx"):
         parts.append(f"AIMET {tools['aimet-onnx']}")
@@ -630,6 +649,8 @@ def render_markdown(report: GateReport) -> str:
         if report.bisect:
             lines += ["| cell | first release with the change | last without | releases rerun | note |"]
             lines += ["|---|---|---|---|---|"]
+        else:
+            lines.append("No regressed cell: nothing to rerun.")
         for b in report.bisect:
             tested = "; ".join(f"{sdk}: {what}" for sdk, what in b.tested.items()) or "none"
             lines.append(
