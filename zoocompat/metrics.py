@@ -124,3 +124,11 @@ def _bootstrap_mean(values: np.ndarray) -> tuple[float, float]:
         means[start : start + count] = values[rng.integers(0, values.size, size=(count, values.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+def cosine_similarity(reference: np.ndarray, test: np.ndarray) -> float | None:
+    """Cosine similarity of ``test`` to ``reference`` over all elements (``None`` when either is all zero)."""
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    out = np.asarray(test, dtype=np.float64).ravel()
+    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
+    return float(ref @ out) / norms if norms else None

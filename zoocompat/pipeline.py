@@ -30,7 +30,7 @@ from zoocompat.errors import CellError, PluginError
 from zoocompat.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.matrix import Cell
 from zoocompat.measured import convert_key
-from zoocompat.metrics import PairedDrop, mean_interval, paired_drop, sqnr_db
+from zoocompat.metrics import PairedDrop, cosine_similarity, mean_interval, paired_drop, sqnr_db
 from zoocompat.plugins import Registry
 from zoocompat.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
 from zoocompat.sources import resolve_source
@@ -327,6 +327,7 @@ class CellRunner:
             if same_as_reference
             else sqnr_db(converted.fp32_outputs[output], reference[output]),
             threshold_db=None if same_as_reference else THRESHOLD_DB.get(cell.precision),
+            cosine_vs_fp32=cosine_similarity(converted.fp32_outputs[output], result.outputs[output]),
         )
         unfaithful = (
             None

@@ -87,6 +87,7 @@ class Fidelity(_Model):
     sqnr_vs_cpu_db: float | None = None
     reference_vs_fp32_db: float | None = None
     threshold_db: float | None = None
+    cosine_vs_fp32: float | None = None
 
 
 class Timing(_Model):
