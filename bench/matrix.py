@@ -1,0 +1,389 @@
+"""Benchmark of the conformance matrix: cold vs warm cache, 1 vs 2 workers, overhead, memory, HTP cache.
+
+Prints one JSON object. Every run of the matrix is a real ``pytest conformance/``
+subprocess with its own temporary ``ZOOCOMPAT_CACHE`` and report folder (the
+pinned model files and training recipes are copied in from the default cache
+first, so a cold run does no download; they are the matrix's inputs, not its
+work). Phases, on one selection:
+
+1. cold, ``-n 2``: empty cache, everything converted, calibrated, compiled, run.
+2. warm, ``-n 2`` and warm, ``-n 1``: the same cache again (conversion,
+   calibration and the compiled QNN contexts all cached); ``speedup_n2`` is
+   ``warm -n 1 / warm -n 2`` on that same warm state.
+3. bare: the same models on the same inputs through plain onnxruntime
+   sessions in this process (CPU EP; QNN EP with the backend's options),
+   one sample at a time as the runner does.
+4. optional (``--compare-dist``): a second cold run with ``--dist loadgroup``
+   (a model's cells on one worker) on a fresh cache.
+
+Definitions (all wall seconds, ``time.perf_counter``):
+
+- ``warm_ratio`` = warm ``-n 2`` / cold ``-n 2``.
+- ``overhead_ratio`` = warm ``-n 1`` wall / the raw work inside it: the sum over
+  cells of the records' ``compile_s + run_s`` (the library calls timed inside
+  the runner processes; a warm run converts and calibrates nothing). 1.0 would
+  mean the matrix costs nothing around the library calls; the rest is pytest and
+  worker start-up, imports, data loading, runner process start-up, verdicts
+  and reports. ``overhead_ratio_vs_bare`` divides the same wall time by the bare
+  sessions' create + run time instead.
+- ``htp_throughput_ratio`` = backend samples/s / bare QNN session samples/s on the
+  same QDQ models and inputs: the htp backend's ``run`` (runner process, warm
+  context, its timed loop) and a bare in-process session, alternated twice per
+  cell, fastest of each; 1.0 = the runner costs nothing per sample.
+- ``htp_compile_warm_ratio`` = sum of the htp cells' ``compile_s`` in the warm
+  run / in the cold run (session creation from the cached QNN context vs
+  compiling the graph).
+- ``peak_rss_mb``: per worker (``resource.getrusage`` at session finish, via
+  ``bench/rss_probe.py``), the max over all runs, and the runner processes' peak.
+- ``cpu_busy`` per phase: CPU seconds the matrix's processes used / (wall x
+  cores): well under 1.0 on ``-n 2`` means other work on the machine took the
+  cores (contention), or the workers waited.
+
+Usage: python bench/matrix.py [--quick] [--json] [--compare-dist] [--models a,b]
+[--backends cpu,htp] [--precisions fp32,w8a8] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+QUICK = {"models": "mtcnn_onet,mtcnn_rnet", "backends": "cpu,htp", "precisions": "fp32,w8a8"}
+FULL = {
+    "models": "mtcnn_onet,mtcnn_rnet,ppocr_textline_cls,keras_digits_cnn",
+    "backends": "cpu,htp",
+    "precisions": "fp32,fp16,w8a8,w8a16",
+}
+SEEDED_STAGES = ("sources", "recipes")  # inputs of the matrix (pinned files, trained weights), not its work
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _seed_cache(cache: Path) -> None:
+    from zoocompat.cache import default_root
+
+    source = default_root()
+    for stage in SEEDED_STAGES:
+        if (source / stage).is_dir():
+            shutil.copytree(source / stage, cache / stage, ignore=shutil.ignore_patterns("*.lock"))
+
+
+def run_matrix(cache: Path, report: Path, rss: Path, workers: int, selection: dict[str, str], *extra: str) -> dict:
+    """One ``pytest conformance/`` run; returns wall and CPU seconds, exit code and the results."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "rss_probe", "-q", "conformance/"]
+    command += ["-n", str(workers), "--zoo-report", str(report), "--zoo-models", selection["models"]]
+    command += ["--backends", selection["backends"], "--precisions", selection["precisions"], *extra]
+    env = dict(
+        os.environ,
+        ZOOCOMPAT_CACHE=str(cache),
+        ZOOCOMPAT_BENCH_RSS=str(rss),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")])),
+    )
+    cpu_before = _children_cpu_s()
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    cpu = _children_cpu_s() - cpu_before
+    results_path = report / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"cells": []}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_busy": cpu / (wall * (os.cpu_count() or 1)),
+        "exit": done.returncode,
+        "results": results,
+        "tail": (done.stdout + done.stderr)[-1500:] if done.returncode not in (0, 1) else "",
+    }
+
+
+def _sum(cells: list[dict], field: str, backend: str | None = None) -> float:
+    return sum((c["timing"].get(field) or 0.0) for c in cells if backend is None or c["backend"] == backend)
+
+
+def bare_sessions(cells: list[dict], cache: Path) -> dict[str, Any]:
+    """Plain onnxruntime sessions on each cell's model and inputs; seconds to create and to run, per cell."""
+    import onnxruntime as ort
+
+    from plugins.backends.htp import HtpBackend
+    from zoocompat import sdks
+    from zoocompat.cache import ArtifactCache
+    from zoocompat.cards import discover
+    from zoocompat.pipeline import CellRunner
+    from zoocompat.plugins import registry
+    from zoocompat.results import ReportDir
+
+    reg = registry()
+    cards, _ = discover(list(reg.zoo_dirs))
+    runner = CellRunner(reg, cards, ArtifactCache(cache), ReportDir(cache / "bare-report"))
+    registered = False
+    per_cell = {}
+    for cell in cells:
+        if cell["status"] not in ("pass", "fail", "inconclusive") or cell["backend"] not in ("cpu", "htp"):
+            continue
+        model = cell["artifacts"].get("qdq_onnx") or cell["artifacts"].get("fp32_onnx")
+        if not model:
+            continue
+        inputs = runner.card_data(cards[cell["model"]]).eval_batch()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        start = time.perf_counter()
+        if cell["backend"] == "htp":
+            import onnxruntime_qnn
+
+            if not registered:
+                ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+                registered = True
+            devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+            provider = dict(HtpBackend().provider_options(cell["precision"]))
+            provider["backend_path"] = str(sdks.current_env().htp_library)
+            options.add_provider_for_devices(devices, provider)
+            session = ort.InferenceSession(model, sess_options=options)
+        else:
+            session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        create_s = time.perf_counter() - start
+        names = [o.name for o in session.get_outputs()]
+        count = len(next(iter(inputs.values())))
+        start = time.perf_counter()
+        for i in range(count):
+            session.run(names, {key: value[i : i + 1] for key, value in inputs.items()})
+        run_s = time.perf_counter() - start
+        per_cell[cell["id"]] = {
+            "backend": cell["backend"],
+            "create_s": round(create_s, 4),
+            "run_s": round(run_s, 4),
+            "samples": count,
+            "providers": session.get_providers()[:1],
+        }
+        del session
+    return per_cell
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _bare_qnn_run(model: str, precision: str, inputs: dict) -> float:
+    """Seconds for one bare QNN EP session (the backend's provider options) to run every sample once."""
+    import onnxruntime as ort
+    import onnxruntime_qnn
+
+    from plugins.backends.htp import HtpBackend
+    from zoocompat import sdks
+
+    if not any(d.ep_name == "QNNExecutionProvider" for d in ort.get_ep_devices()):
+        ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    provider = dict(HtpBackend().provider_options(precision), backend_path=str(sdks.current_env().htp_library))
+    options.add_provider_for_devices(devices, provider)
+    session = ort.InferenceSession(model, sess_options=options)
+    names = [o.name for o in session.get_outputs()]
+    count = len(next(iter(inputs.values())))
+    start = time.perf_counter()
+    for i in range(count):
+        session.run(names, {key: value[i : i + 1] for key, value in inputs.items()})
+    return time.perf_counter() - start
+
+
+def htp_throughput(cells: list[dict], cache: Path, work: Path, rounds: int = 2) -> dict[str, dict]:
+    """Per htp cell: the backend's run (its runner process, warm context) and a bare QNN session on the same
+    QDQ model and inputs, alternated ``rounds`` times; the fastest of each (the least disturbed by other load).
+    """
+    from plugins.backends.htp import HtpBackend
+    from zoocompat.cache import ArtifactCache
+    from zoocompat.cards import discover
+    from zoocompat.pipeline import CellRunner
+    from zoocompat.plugins import registry
+    from zoocompat.results import ReportDir
+
+    reg = registry()
+    cards, _ = discover(list(reg.zoo_dirs))
+    runner = CellRunner(reg, cards, ArtifactCache(cache), ReportDir(work))
+    backend = HtpBackend(context_root=cache)
+    pairs = {}
+    for cell in cells:
+        model = cell["artifacts"].get("qdq_onnx") or cell["artifacts"].get("fp32_onnx")
+        if cell["backend"] != "htp" or cell["status"] == "skip" or not model:
+            continue
+        inputs = runner.card_data(cards[cell["model"]]).eval_batch()
+        backend_s, bare_s = [], []
+        for i in range(rounds):
+            compiled = backend.compile(Path(model), cell["precision"], cell["sdk"], work / f"{cell['id']}-{i}")
+            backend_s.append(compiled.run(inputs).run_s)
+            bare_s.append(_bare_qnn_run(model, cell["precision"], inputs))
+        pairs[cell["id"]] = {
+            "backend_run_s": round(min(backend_s), 4),
+            "bare_run_s": round(min(bare_s), 4),
+            "samples": len(next(iter(inputs.values()))),
+        }
+    return pairs
+
+
+def cli_start() -> dict[str, Any]:
+    """``bench/cli_start.py --runs 3``'s JSON."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "cli_start.py"), "--runs", "3"], cwd=ROOT, capture_output=True, text=True
+    )
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"error": done.stderr[-500:]}
+
+
+def _rss(folder: Path) -> dict[str, Any]:
+    workers: dict[str, float] = {}
+    children = 0.0
+    for path in folder.glob("*.json"):
+        record = json.loads(path.read_text())
+        name = record["worker"]
+        workers[name] = max(workers.get(name, 0.0), record["peak_rss_mb"])
+        children = max(children, record["children_peak_rss_mb"])
+    return {
+        "per_worker": {k: round(v, 1) for k, v in sorted(workers.items())},
+        "max_worker": round(max((v for k, v in workers.items() if k != "controller"), default=0.0), 1),
+        "runner_children_max": round(children, 1),
+    }
+
+
+def _context_states(cells: list[dict]) -> dict[str, int]:
+    states: dict[str, int] = {}
+    for cell in cells:
+        state = ((cell.get("backend_info") or {}).get("loaded") or {}).get("htp_context", {}).get("state")
+        if state:
+            states[state] = states.get(state, 0) + 1
+    return states
+
+
+def _statuses(cells: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for cell in cells:
+        counts[cell["status"]] = counts.get(cell["status"], 0) + 1
+    return counts
+
+
+def main() -> None:
+    """Run the phases and print the JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 small models x cpu fp32/w8a8 + htp w8a8")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object (the default output anyway)")
+    parser.add_argument("--compare-dist", action="store_true", help="also a cold run with --dist loadgroup")
+    parser.add_argument("--models")
+    parser.add_argument("--backends")
+    parser.add_argument("--precisions")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary caches and reports")
+    args = parser.parse_args()
+    selection = dict(QUICK if args.quick else FULL)
+    for key in ("models", "backends", "precisions"):
+        if getattr(args, key):
+            selection[key] = getattr(args, key)
+
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="zoocompat-bench-"))
+    cache, rss = scratch / "cache", scratch / "rss"
+    cache.mkdir()
+    _seed_cache(cache)
+    phases: dict[str, dict] = {}
+    try:
+        phases["cold_n2"] = run_matrix(cache, scratch / "cold", rss, 2, selection)
+        phases["warm_n2"] = run_matrix(cache, scratch / "warm2", rss, 2, selection)
+        phases["warm_n1"] = run_matrix(cache, scratch / "warm1", rss, 1, selection)
+        if args.compare_dist:
+            group_cache = scratch / "cache-loadgroup"
+            group_cache.mkdir()
+            _seed_cache(group_cache)
+            phases["cold_n2_loadgroup"] = run_matrix(
+                group_cache, scratch / "cold-lg", rss, 2, selection, "--dist", "loadgroup"
+            )
+        cold_cells = phases["cold_n2"]["results"]["cells"]
+        warm_cells = phases["warm_n1"]["results"]["cells"]
+        with _stdout_to_stderr():  # native libraries print to fd 1; stdout carries only the JSON
+            bare = bare_sessions(warm_cells, cache)
+            htp_pairs = htp_throughput(warm_cells, cache, scratch / "htp-pairs")
+        cli = cli_start()
+        peak_rss = _rss(rss)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    raw_warm = _sum(warm_cells, "compile_s") + _sum(warm_cells, "run_s")
+    bare_total = sum(b["create_s"] + b["run_s"] for b in bare.values())
+    backend_htp_run = sum(p["backend_run_s"] for p in htp_pairs.values())
+    bare_htp_run = sum(p["bare_run_s"] for p in htp_pairs.values())
+    cold_htp_compile = _sum(cold_cells, "compile_s", "htp")
+    warm_htp_compile = _sum(warm_cells, "compile_s", "htp")
+    out: dict[str, Any] = {
+        "cold_s": round(phases["cold_n2"]["wall_s"], 2),
+        "warm_s": round(phases["warm_n2"]["wall_s"], 2),
+        "warm_ratio": round(phases["warm_n2"]["wall_s"] / phases["cold_n2"]["wall_s"], 3),
+        "warm_n1_s": round(phases["warm_n1"]["wall_s"], 2),
+        "speedup_n2": round(phases["warm_n1"]["wall_s"] / phases["warm_n2"]["wall_s"], 3),
+        "overhead_ratio": round(phases["warm_n1"]["wall_s"] / raw_warm, 2) if raw_warm else None,
+        "raw_work_warm_s": round(raw_warm, 2),
+        "overhead_ratio_vs_bare": round(phases["warm_n1"]["wall_s"] / bare_total, 2) if bare_total else None,
+        "bare_sessions_s": round(bare_total, 2),
+        "peak_rss_mb": peak_rss,
+        "cli_start_s": cli.get("cli_plugins_s"),
+        "cli_start": cli,
+        "htp_throughput_ratio": round(bare_htp_run / backend_htp_run, 3) if backend_htp_run else None,
+        "htp_run_s": {"backend": round(backend_htp_run, 3), "bare": round(bare_htp_run, 3), "cells": htp_pairs},
+        "htp_compile_warm_ratio": round(warm_htp_compile / cold_htp_compile, 3) if cold_htp_compile else None,
+        "htp_compile_s": {"cold": round(cold_htp_compile, 3), "warm": round(warm_htp_compile, 3)},
+        "htp_context_states": {"cold_run": _context_states(cold_cells), "warm_run": _context_states(warm_cells)},
+        "phases": {
+            name: {
+                "wall_s": round(p["wall_s"], 2),
+                "cpu_s": round(p["cpu_s"], 2),
+                "cpu_busy": round(p["cpu_busy"], 3),
+                "exit": p["exit"],
+                "cells": _statuses(p["results"]["cells"]),
+                **({"tail": p["tail"]} if p["tail"] else {}),
+            }
+            for name, p in phases.items()
+        },
+        "selection": {**selection, "cells": len(cold_cells), "quick": args.quick},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "bench_wall_s": round(time.perf_counter() - started, 1),
+    }
+    if "cold_n2_loadgroup" in phases:
+        out["cold_loadgroup_s"] = round(phases["cold_n2_loadgroup"]["wall_s"], 2)
+        out["loadgroup_vs_load"] = round(phases["cold_n2_loadgroup"]["wall_s"] / phases["cold_n2"]["wall_s"], 3)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
