@@ -21,7 +21,7 @@ from zoocompat.gate import (
 )
 from zoocompat.results import Results
 
-LATEST = Path(__file__).parent.parent / "docs" / "results-latest.json"
+LATEST = Path(__file__).parent / "data" / "results-slice.json"  # a frozen real run (the first slice)
 HTP_W8A8 = "mtcnn_onet-pytorch-htp-w8a8-ptq"
 
 

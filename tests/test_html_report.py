@@ -17,7 +17,7 @@ from zoocompat.html_report import render_html
 from zoocompat.results import Results
 from zoocompat.table import render_markdown
 
-LATEST = Path(__file__).parent.parent / "docs" / "results-latest.json"
+LATEST = Path(__file__).parent / "data" / "results-slice.json"  # a frozen real run (the first slice)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 

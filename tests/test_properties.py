@@ -115,7 +115,7 @@ def test_bad_scales_name_the_tensor(tmp_path, entry):
         assert scale > 0 and scale == scale and scale != float("inf")
 
 
-VALID_RESULTS = json.loads((ROOT / "docs" / "results-latest.json").read_text())
+VALID_RESULTS = json.loads((ROOT / "tests" / "data" / "results-slice.json").read_text())
 
 
 @SETTINGS

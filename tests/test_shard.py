@@ -162,7 +162,7 @@ def test_bad_shard_option_is_a_usage_error(tiny_zoo):
 
 
 def test_merge_warns_when_shards_disagree():
-    base = load_results(ROOT / "docs" / "results-latest.json")
+    base = load_results(ROOT / "tests" / "data" / "results-slice.json")
     other = base.model_copy(deep=True)
     other.cells[0].status = "fail" if base.cells[0].status != "fail" else "pass"
     other.run.tools = {**other.run.tools, "onnxruntime": "0.0"}
