@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from zoocompat.cards import BACKENDS, PRECISIONS, Card
+from zoocompat.results import CellRecord
 
 FLOAT_PRECISIONS = ("fp32", "fp16")
 DEFAULT_QUANT_MODES = ("none", "ptq")
@@ -42,6 +44,20 @@ class Cell:
     def quantized(self) -> bool:
         """Whether the cell runs a QDQ model."""
         return self.precision not in FLOAT_PRECISIONS
+
+    def record(self, status: str, **fields: Any) -> CellRecord:
+        """A fresh results record for this cell."""
+        return CellRecord(
+            id=self.id,
+            model=self.model,
+            frontend=self.frontend,
+            backend=self.backend,
+            precision=self.precision,
+            quant=self.quant,
+            sdk=self.sdk,
+            status=status,
+            **fields,
+        )
 
     def axis_values(self) -> list[str]:
         """Marker names for this cell: one per axis value."""

@@ -212,16 +212,7 @@ class CellRunner:
 
     def run_cell(self, cell: Cell) -> CellRecord:
         """Run one cell end to end and write its record; never raises for a cell's own failure."""
-        record = CellRecord(
-            id=cell.id,
-            model=cell.model,
-            frontend=cell.frontend,
-            backend=cell.backend,
-            precision=cell.precision,
-            quant=cell.quant,
-            sdk=cell.sdk,
-            status="error",
-        )
+        record = cell.record("error")
         try:
             self._run(cell, record)
         except CellError as error:

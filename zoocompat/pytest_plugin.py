@@ -24,7 +24,7 @@ from zoocompat.known_failures import DEFAULT_PATH as KNOWN_FAILURES_DEFAULT
 from zoocompat.known_failures import KnownFailures, KnownFailuresError, load_known_failures
 from zoocompat.matrix import Cell, Selection, build_cells
 from zoocompat.plugins import registry
-from zoocompat.results import CellRecord, ReportDir, RunInfo, host_info, load_results, now, tool_versions, write_atomic
+from zoocompat.results import ReportDir, RunInfo, host_info, load_results, now, tool_versions, write_atomic
 from zoocompat.shard import SHARD_BY, ShardError, load_durations, parse_shard
 from zoocompat.table import render_markdown, summary_line
 
@@ -354,15 +354,8 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
         return
     worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "a worker")
     target.write_cell(
-        CellRecord(
-            id=cell.id,
-            model=cell.model,
-            frontend=cell.frontend,
-            backend=cell.backend,
-            precision=cell.precision,
-            quant=cell.quant,
-            sdk=cell.sdk,
-            status="error",
+        cell.record(
+            "error",
             category="crash",
             reason=f"worker {worker} died while running this cell (killed, out of memory, or a fatal signal "
             "inside the worker process); the other cells ran on. Run it alone with -n 0 to see the cause.",
