@@ -94,13 +94,13 @@ def test_verdict_from_real_log(log, verdict, reason):
     assert (reasons[0].startswith(reason)) if reason else reasons == []
 
 
-def test_qdq_unit_reason_past_the_parser_window_is_recovered(tmp_path):
-    """Real QDQ Erf log: the REASON follows three node lines, beyond the placement parser's window."""
+def test_qdq_unit_reason_after_its_node_list_is_read(tmp_path):
+    """Real QDQ Erf log: the REASON follows the unit's three node lines."""
     log = DATA / "qnn_qdq_erf_fallback.log"
     placement = parse_placement(log.read_text(), "QNNExecutionProvider", "htp")
     verdict, reasons = ops_table.classify(placement)
     assert verdict == "unsupported" and placement.io_nodes == 2
-    assert ops_table._complete_reasons(reasons, log) == [
+    assert reasons == [
         "Erf: Operators of type `Erf` are not supported by QNN EP.Erf node `Erf_0` will not be assigned to QNN EP."
     ]
 

@@ -55,8 +55,6 @@ FIDELITY_SHIFT_DB = 10.0
 EVAL_SAMPLES = 1
 _FORMAT = 2  # bump when a cached result's meaning changes
 _LOG_PATH = re.compile(r";? log: \S+$")
-_FAILED_UNIT = re.compile(r"Validation FAILED for \d+ nodes in \w+ \((\w+)\) :\n((?:\t.*\n?)+)")
-_NO_REASON = ": rejected (no reason logged)"
 _MARK = {"supported": "✅", "unsupported": "❌", "error": "⚠️ error"}
 
 
@@ -158,7 +156,6 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
         record.update(verdict="error", category=stage, reasons=[f"{stage}: {type(error).__name__}: {_short(error)}"])
     else:
         verdict, reasons = classify(result.placement)
-        reasons = _complete_reasons(reasons, workdir / "run" / "runner.log")
         comparison = _compare(reference, result.outputs)
         record.update(
             verdict=verdict,
@@ -173,27 +170,6 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
         bulky.unlink()
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
-
-
-def _complete_reasons(reasons: list[str], log_path: Path) -> list[str]:
-    """Fill in a vendor reason the placement parser missed (it looks a few lines past a FAILED unit only).
-
-    A QDQ node unit lists each of its nodes before the ``REASON`` line, so a
-    three-node unit pushes the reason out of that window; here the whole
-    indented block of the first FAILED unit of that op type is searched.
-    """
-    if not any(r.endswith(_NO_REASON) for r in reasons) or not log_path.is_file():
-        return reasons
-    found: dict[str, str] = {}
-    for op, block in _FAILED_UNIT.findall(log_path.read_text(errors="replace")):
-        reason = next((line.split(":", 1)[1].strip() for line in block.splitlines() if "REASON" in line), None)
-        if reason:
-            found.setdefault(op, reason)
-    completed = []
-    for reason in reasons:
-        op = reason[: -len(_NO_REASON)] if reason.endswith(_NO_REASON) else None
-        completed.append(f"{op}: {found[op]}" if op in found else reason)
-    return completed
 
 
 def _short(message: Any, limit: int = 600) -> str:
