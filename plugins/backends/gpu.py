@@ -26,6 +26,7 @@ import numpy as np
 
 import zoocompat
 from plugins.backends.ort_session import RunnerModel
+from plugins.onnx_fold import ort_basic_fold
 from zoocompat.api import Batch, Placement, RunResult
 from zoocompat.plugins import distribution_version
 
@@ -47,18 +48,14 @@ def _deployment_folded(src: Path, dst: Path):
     """``src`` after the folding every deployment converter does before storing fp16.
 
     Constant subgraphs are folded and BatchNorm is fused into the preceding Conv
-    (onnxruntime's basic level: standard ONNX ops only), so statistics such as a
+    (:func:`plugins.onnx_fold.ort_basic_fold`), so statistics such as a
     running variance of 1e8, which never exist as fp16 tensors on a device, are
     not rounded to infinity here either.
     """
     import onnx
-    import onnxruntime as ort
 
     folded = dst.with_name(dst.stem + ".folded.onnx")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(folded)
-    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    ort_basic_fold(src, folded)
     try:
         return onnx.load(str(folded))
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from plugins.onnx_fold import ort_basic_fold
 from zoocompat.cards import Card
 from zoocompat.errors import CellError
 
@@ -100,19 +101,14 @@ def _fold_shape_chains(model, path: Path):
 
     Exporters that traced dynamic shapes (Paddle2ONNX, tf2onnx) leave these
     chains behind; QNN cannot place a node whose shape is computed at run
-    time. onnxruntime's basic level folds them with standard ONNX ops only
-    (no contrib-domain fusions), so the result is still a plain ONNX graph.
+    time; :func:`plugins.onnx_fold.ort_basic_fold` folds them.
     """
     import onnx
-    import onnxruntime as ort
 
     pinned = path.with_name(path.stem + ".pinned.onnx")
     onnx.save(model, str(pinned))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(path)
     try:
-        ort.InferenceSession(str(pinned), options, providers=["CPUExecutionProvider"])
+        ort_basic_fold(pinned, path)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
         raise CellError(
             "convert_error", f"{path.name}: onnxruntime cannot load the graph with the card's input dims: {error}"
