@@ -7,32 +7,42 @@ first, so a cold run does no download; they are the matrix's inputs, not its
 work). Phases, on one selection:
 
 1. cold, ``-n 2``: empty cache, everything converted, calibrated, compiled, run.
-2. warm, ``-n 2`` and warm, ``-n 1``: the same cache again (conversion,
-   calibration and the compiled QNN contexts all cached); ``speedup_n2`` is
-   ``warm -n 1 / warm -n 2`` on that same warm state.
-3. bare: the same models on the same inputs through plain onnxruntime
+2. warm, ``-n 2`` and ``-n 1``: the same cache again. Conversion, calibration,
+   the compiled QNN contexts and the backends' outputs are all reused
+   (``zoocompat/reuse.py``); metrics, verdicts and the tables are computed again.
+3. cold, ``-n 1``: a second empty cache, one worker: the same work as phase 1
+   on one core.
+4. rerun, ``-n 1``: the warm cache with ``--rerun-backends``: every backend runs
+   again (HTP from its cached context), everything before it reused.
+5. bare: the same models on the same inputs through plain onnxruntime
    sessions in this process (CPU EP; QNN EP with the backend's options),
    one sample at a time as the runner does.
-4. optional (``--compare-dist``): a second cold run with ``--dist loadgroup``
-   (a model's cells on one worker) on a fresh cache.
+6. optional (``--compare-dist``): a cold run with ``--dist loadgroup`` (a
+   model's cells on one worker) on a fresh cache.
 
 Definitions (all wall seconds, ``time.perf_counter``):
 
 - ``warm_ratio`` = warm ``-n 2`` / cold ``-n 2``.
-- ``overhead_ratio`` = warm ``-n 1`` wall / the raw work inside it: the sum over
-  cells of the records' ``compile_s + run_s`` (the library calls timed inside
-  the runner processes; a warm run converts and calibrates nothing). 1.0 would
-  mean the matrix costs nothing around the library calls; the rest is pytest and
-  worker start-up, imports, data loading, runner process start-up, verdicts
-  and reports. ``overhead_ratio_vs_bare`` divides the same wall time by the bare
-  sessions' create + run time instead.
-- ``htp_throughput_ratio`` = backend samples/s / bare QNN session samples/s on the
-  same QDQ models and inputs: the htp backend's ``run`` (runner process, warm
-  context, its timed loop) and a bare in-process session, alternated twice per
-  cell, fastest of each; 1.0 = the runner costs nothing per sample.
-- ``htp_compile_warm_ratio`` = sum of the htp cells' ``compile_s`` in the warm
-  run / in the cold run (session creation from the cached QNN context vs
-  compiling the graph).
+- ``speedup_n2`` = cold ``-n 1`` / cold ``-n 2``: the matrix's real work on one
+  worker vs two, both from an empty cache. ``speedup_n2_warm`` is the same on
+  the warm cache (start-up bound: there is little left to share out).
+- ``overhead_ratio`` = cold ``-n 1`` wall / the raw work inside it: each model's
+  conversion once (``convert_s``: framework load and forward, export, the FP32
+  reference run), each quantization once (``quantize_s``: calibration and
+  export), and every cell's ``compile_s + run_s`` (vendor session create + run,
+  timed inside the runner processes). 1.0 would mean the matrix costs nothing
+  around the library calls; the rest is pytest and worker start-up, framework
+  imports, data loading, runner process start-up, verdicts and reports.
+- ``rerun_overhead_ratio`` = rerun ``-n 1`` wall / its cells' ``compile_s + run_s``;
+  ``overhead_ratio_vs_bare`` divides the same wall by the bare sessions'
+  create + run time instead.
+- ``htp_throughput_ratio`` = bare QNN session time / the htp backend's run
+  time on the same QDQ models and inputs: the backend's ``run`` (runner process,
+  warm context, its timed loop) and a bare in-process session, alternated
+  twice per cell, fastest of each; 1.0 = the runner costs nothing per sample.
+- ``htp_compile_warm_ratio`` = sum of the htp cells' ``compile_s`` in the rerun
+  (session created from the cached QNN context) / in the cold run (compiling
+  the graph).
 - ``peak_rss_mb``: per worker (``resource.getrusage`` at session finish, via
   ``bench/rss_probe.py``), the max over all runs, and the runner processes' peak.
 - ``cpu_busy`` per phase: CPU seconds the matrix's processes used / (wall x
@@ -282,6 +292,25 @@ def _context_states(cells: list[dict]) -> dict[str, int]:
     return states
 
 
+def _output_states(cells: list[dict]) -> dict[str, int]:
+    states: dict[str, int] = {}
+    for cell in cells:
+        state = ((cell.get("backend_info") or {}).get("outputs") or {}).get("state", "not kept")
+        states[state] = states.get(state, 0) + 1
+    return states
+
+
+def raw_work(cells: list[dict]) -> dict[str, float]:
+    """The library work in a run's records: each model's conversion once, each quantization once, and
+    every cell's session create + run (a stage cached by one cell reports its build time in the others too).
+    """
+    convert = {c["model"]: c["timing"].get("convert_s") or 0.0 for c in cells}
+    quantize = {(c["model"], c["precision"], c["quant"]): c["timing"].get("quantize_s") or 0.0 for c in cells}
+    backend = _sum(cells, "compile_s") + _sum(cells, "run_s")
+    parts = {"convert_s": sum(convert.values()), "quantize_s": sum(quantize.values()), "compile_run_s": backend}
+    return {**{k: round(v, 2) for k, v in parts.items()}, "total_s": round(sum(parts.values()), 2)}
+
+
 def _statuses(cells: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for cell in cells:
@@ -316,6 +345,11 @@ def main() -> None:
         phases["cold_n2"] = run_matrix(cache, scratch / "cold", rss, 2, selection)
         phases["warm_n2"] = run_matrix(cache, scratch / "warm2", rss, 2, selection)
         phases["warm_n1"] = run_matrix(cache, scratch / "warm1", rss, 1, selection)
+        single_cache = scratch / "cache-n1"
+        single_cache.mkdir()
+        _seed_cache(single_cache)
+        phases["cold_n1"] = run_matrix(single_cache, scratch / "cold1", rss, 1, selection)
+        phases["rerun_n1"] = run_matrix(cache, scratch / "rerun1", rss, 1, selection, "--rerun-backends")
         if args.compare_dist:
             group_cache = scratch / "cache-loadgroup"
             group_cache.mkdir()
@@ -324,31 +358,38 @@ def main() -> None:
                 group_cache, scratch / "cold-lg", rss, 2, selection, "--dist", "loadgroup"
             )
         cold_cells = phases["cold_n2"]["results"]["cells"]
-        warm_cells = phases["warm_n1"]["results"]["cells"]
+        rerun_cells = phases["rerun_n1"]["results"]["cells"]
         with _stdout_to_stderr():  # native libraries print to fd 1; stdout carries only the JSON
-            bare = bare_sessions(warm_cells, cache)
-            htp_pairs = htp_throughput(warm_cells, cache, scratch / "htp-pairs")
+            bare = bare_sessions(rerun_cells, cache)
+            htp_pairs = htp_throughput(rerun_cells, cache, scratch / "htp-pairs")
         cli = cli_start()
         peak_rss = _rss(rss)
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    raw_warm = _sum(warm_cells, "compile_s") + _sum(warm_cells, "run_s")
+    raw_cold_n1 = raw_work(phases["cold_n1"]["results"]["cells"])
+    raw_rerun = _sum(rerun_cells, "compile_s") + _sum(rerun_cells, "run_s")
     bare_total = sum(b["create_s"] + b["run_s"] for b in bare.values())
     backend_htp_run = sum(p["backend_run_s"] for p in htp_pairs.values())
     bare_htp_run = sum(p["bare_run_s"] for p in htp_pairs.values())
     cold_htp_compile = _sum(cold_cells, "compile_s", "htp")
-    warm_htp_compile = _sum(warm_cells, "compile_s", "htp")
+    warm_htp_compile = _sum(rerun_cells, "compile_s", "htp")
     out: dict[str, Any] = {
         "cold_s": round(phases["cold_n2"]["wall_s"], 2),
         "warm_s": round(phases["warm_n2"]["wall_s"], 2),
         "warm_ratio": round(phases["warm_n2"]["wall_s"] / phases["cold_n2"]["wall_s"], 3),
         "warm_n1_s": round(phases["warm_n1"]["wall_s"], 2),
-        "speedup_n2": round(phases["warm_n1"]["wall_s"] / phases["warm_n2"]["wall_s"], 3),
-        "overhead_ratio": round(phases["warm_n1"]["wall_s"] / raw_warm, 2) if raw_warm else None,
-        "raw_work_warm_s": round(raw_warm, 2),
-        "overhead_ratio_vs_bare": round(phases["warm_n1"]["wall_s"] / bare_total, 2) if bare_total else None,
+        "cold_n1_s": round(phases["cold_n1"]["wall_s"], 2),
+        "speedup_n2": round(phases["cold_n1"]["wall_s"] / phases["cold_n2"]["wall_s"], 3),
+        "speedup_n2_warm": round(phases["warm_n1"]["wall_s"] / phases["warm_n2"]["wall_s"], 3),
+        "overhead_ratio": round(phases["cold_n1"]["wall_s"] / raw_cold_n1["total_s"], 2)
+        if raw_cold_n1["total_s"]
+        else None,
+        "raw_work_cold_n1": raw_cold_n1,
+        "rerun_n1_s": round(phases["rerun_n1"]["wall_s"], 2),
+        "rerun_overhead_ratio": round(phases["rerun_n1"]["wall_s"] / raw_rerun, 2) if raw_rerun else None,
+        "overhead_ratio_vs_bare": round(phases["rerun_n1"]["wall_s"] / bare_total, 2) if bare_total else None,
         "bare_sessions_s": round(bare_total, 2),
         "peak_rss_mb": peak_rss,
         "cli_start_s": cli.get("cli_plugins_s"),
@@ -357,7 +398,8 @@ def main() -> None:
         "htp_run_s": {"backend": round(backend_htp_run, 3), "bare": round(bare_htp_run, 3), "cells": htp_pairs},
         "htp_compile_warm_ratio": round(warm_htp_compile / cold_htp_compile, 3) if cold_htp_compile else None,
         "htp_compile_s": {"cold": round(cold_htp_compile, 3), "warm": round(warm_htp_compile, 3)},
-        "htp_context_states": {"cold_run": _context_states(cold_cells), "warm_run": _context_states(warm_cells)},
+        "htp_context_states": {"cold_run": _context_states(cold_cells), "rerun": _context_states(rerun_cells)},
+        "outputs_states": {name: _output_states(p["results"]["cells"]) for name, p in phases.items()},
         "phases": {
             name: {
                 "wall_s": round(p["wall_s"], 2),

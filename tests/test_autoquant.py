@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.autoquant import QAT_SKIP, Skip, Trial, climb
+from zoocompat.autoquant import Skip, Trial, climb
 from zoocompat.errors import CellError
 
 
@@ -44,14 +44,15 @@ def test_full_ladder_order_when_nothing_is_good_enough():
             ("cle", "w8a8"): 0.92,
             ("cle+adaround", "w8a8"): 0.93,
             ("cle", "w8a16"): 0.91,
+            ("qat", "w8a8"): Skip("no training data"),
         }
     )
     seen = []
     result = climb(evaluate, fp32=0.98, allowed_drop=0.01, progress=seen.append)
-    assert asked == [("ptq", "w8a8"), ("cle", "w8a8"), ("cle+adaround", "w8a8"), ("cle", "w8a16")]
+    assert asked == [("ptq", "w8a8"), ("cle", "w8a8"), ("cle+adaround", "w8a8"), ("cle", "w8a16"), ("qat", "w8a8")]
     assert [s.technique for s in result.steps] == ["ptq", "cle", "cle+adaround", "cle", "qat"]
     qat = result.steps[-1]
-    assert qat.status == "skipped" and qat.note == QAT_SKIP and qat.accuracy is None
+    assert qat.status == "skipped" and qat.note == "no training data" and qat.accuracy is None
     assert not result.met and result.chosen.technique == "cle+adaround"  # the best step is kept
     assert seen == result.steps
     data = result.to_json()
@@ -69,11 +70,15 @@ def test_adaround_without_cle_when_cle_did_not_help_and_w8a16_with_ptq():
 
 
 def test_fixed_precision_skips_w8a16_honestly():
-    evaluate, asked = _fake({("ptq", "w8a8"): 0.9, ("cle", "w8a8"): 0.9, ("adaround", "w8a8"): 0.9})
+    evaluate, asked = _fake(
+        {("ptq", "w8a8"): 0.9, ("cle", "w8a8"): 0.9, ("adaround", "w8a8"): 0.9, ("qat", "w8a8"): 0.975}
+    )
     result = climb(evaluate, fp32=0.98, allow_higher_precision=False)
     assert ("ptq", "w8a16") not in asked
     wide = result.steps[3]
     assert wide.precision == "w8a16" and wide.status == "skipped" and "fixed at w8a8" in wide.note
+    assert asked[-1] == ("qat", "w8a8")  # QAT is the last rung, at the cell's precision
+    assert result.met and result.chosen.technique == "qat" and result.encodings == Path("qat-w8a8.encodings")
 
 
 def test_errors_and_skips_are_recorded_and_the_climb_goes_on():
@@ -137,5 +142,7 @@ def test_matrix_auto_cell_runs_the_ladder_result_on_the_backend(tmp_path, monkey
     assert record.status == "pass", record.reason
     quantized = runner.quantized(loaded, "w8a8", "auto")
     assert quantized.report["technique"] == "auto -> ptq" and quantized.report["autoquant"]["met"]
+    assert record.quantization["technique"] == "auto -> ptq"  # the record names the ladder's choice
+    assert [s["technique"] for s in record.quantization["autoquant"]["steps"]] == ["ptq"]
     assert json.loads((quantized.qdq_onnx.parent / "autoquant.json").read_text())["steps"][0]["precision"] == "w8a8"
     assert not (quantized.qdq_onnx.parent / "ladder").exists()

@@ -106,6 +106,21 @@ class QuantizeResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TrainingJob:
+    """What a quantization-aware-training quantizer gets: the card, its canonical FP32 ONNX, the frontend's
+    own model when it is a torch module (``None`` otherwise: the quantizer converts the ONNX), the
+    calibration samples (single-sample dicts) and the inputs of the dataset's ``train`` split (``None``
+    when the dataset has none), preprocessed like every other input of the card.
+    """
+
+    card: Any
+    onnx: Path
+    framework_model: Any | None
+    calibration: list[dict[str, Any]]
+    training: Any | None
+
+
 @runtime_checkable
 class Quantizer(Protocol):
     """Calibrates an FP32 ONNX into a QDQ ONNX plus AIMET-format encodings."""

@@ -8,7 +8,9 @@ this is the project's own):
 3. AdaRound: on top of CLE when CLE beat plain PTQ (``cle+adaround``), else ``adaround``.
 4. 16-bit activations (``w8a16``) with the better of PTQ / CLE, when the caller allows
    a higher precision than the one asked for.
-5. QAT: reported as skipped, never as passed, until a frontend implements it.
+5. ``qat``: quantization-aware training at the base precision (the card's
+   ``qat_quantizer``, aimet-torch by default: QuantizationSimModel fine-tuned by
+   distillation from the FP32 model, see ``plugins/quantizers/aimet_torch.py``).
 
 It stops at the first step whose drop (FP32 metric minus quantized metric, in
 metric units; 0.01 = one point of top-1) is within the allowed drop. When none
@@ -33,8 +35,6 @@ from typing import Any
 from zoocompat.errors import CellError
 
 __all__ = ["AutoQuantResult", "Skip", "Step", "Trial", "auto_quant", "auto_quant_cell", "climb"]
-
-QAT_SKIP = "QAT not implemented for this frontend yet"
 
 
 class Skip(Exception):
@@ -199,9 +199,7 @@ def climb(
         else:
             done = run("w8a16", "cle" if better("cle", "ptq") else "ptq", wide, "16-bit activations")
     if not done:
-        steps.append(Step("qat", precision, "skipped", note=QAT_SKIP))
-        if progress:
-            progress(steps[-1])
+        run("qat", "qat", precision, "quantization-aware training (fine-tuned QuantizationSimModel)")
 
     ran = [s for s in steps if s.accuracy is not None]
     met = bool(steps) and any(s.status == "met" for s in steps)
@@ -261,14 +259,23 @@ def auto_quant(
     fp32 = quantize_cli.fp32_value(runner, card)
 
     def evaluate(technique: str, step_precision: str) -> Trial:
+        folder = out_dir / f"{step_precision}-{technique.replace('+', '_')}"
         if technique == "qat":
-            raise Skip(QAT_SKIP)
+            if not card.qat_quantizer:
+                raise Skip("the card sets qat_quantizer: null")
+            trainer = runner.qat_quantizer(card)
+            if step_precision not in getattr(trainer, "precisions", ()):
+                raise Skip(f"quantizer {trainer.name} has no precision {step_precision}")
+            result = trainer.train_quantize(runner.training_job(card, calibration), step_precision, folder)
+            return _scored(result, folder, step_precision)
         if step_precision not in getattr(quantizer, "precisions", ()):
             raise Skip(f"quantizer {quantizer.name} has no precision {step_precision}")
         if not _offers(quantizer, technique):
             raise Skip(f"quantizer {quantizer.name} does not offer {technique}")
-        folder = out_dir / f"{step_precision}-{technique.replace('+', '_')}"
         result = quantizer.quantize(converted.onnx, samples, step_precision, technique, folder)
+        return _scored(result, folder, step_precision)
+
+    def _scored(result: Any, folder: Path, step_precision: str) -> Trial:
         (folder / "quantize.json").write_text(json.dumps(result.report, indent=1, default=str))
         value = quantize_cli.score(runner, card, result.qdq_onnx, step_precision, folder / "work")
         return Trial(value, result.qdq_onnx, result.encodings, result.report)

@@ -121,6 +121,9 @@ class Card(_Strict):
     metric: MetricSpec
     tolerance: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
     quantizer: str = "aimet_onnx"
+    qat_quantizer: str | None = Field(
+        "aimet_torch", description="quantizer of the card's qat cells (None: no qat cells for this model)"
+    )
     tags: list[str] = Field(default_factory=list)
     smoke: list[str] = Field(default_factory=list, description="backend-precision pairs in the smoke slice")
     path: Path | None = Field(None, exclude=True)

@@ -388,7 +388,8 @@ def inspect(artifact: Path, encodings: Path | None, as_json: bool, as_csv: bool)
     default="ptq",
     show_default=True,
     help="ptq, tf_enhanced, percentile, cle, adaround, "
-    "seqmse, or a '+' combination such as cle+adaround (aimet_onnx); ort offers ptq",
+    "seqmse, or a '+' combination such as cle+adaround (aimet_onnx); ort offers ptq; "
+    "qat: quantization-aware training with the card's qat_quantizer (aimet_torch)",
 )
 @click.option("--quantizer", "quantizer_name", default=None, help="quantizer plugin (default: the card's)")
 @click.option(

@@ -116,3 +116,14 @@ def build_card_data(card: Card, dataset: Dataset) -> CardData:
         evaluation=to_model_input([pool.samples[i] for i in eval_idx], input_spec),
         labels=np.asarray(pool.labels)[eval_idx],
     )
+
+
+def training_inputs(card: Card, dataset: Dataset, limit: int) -> np.ndarray | None:
+    """Up to ``limit`` preprocessed inputs of the dataset's ``train`` split (a seeded draw), for fine-tuning
+    (QAT); ``None`` when the dataset has no train samples. The evaluation split is never among them.
+    """
+    pool = dataset.load("train", card.dataset.seed, dict(card.dataset.params))
+    if not len(pool.samples):
+        return None
+    order = np.random.default_rng(card.dataset.seed).permutation(len(pool.samples))[:limit]
+    return to_model_input([pool.samples[i] for i in order], card.inputs[0])

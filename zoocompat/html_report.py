@@ -4,16 +4,21 @@ Rendered with the Jinja2 template ``zoocompat/templates/support.html.j2``: inlin
 CSS, no script, and the two plots (accuracy drop per model and backend, NPU
 coverage heatmap) drawn with matplotlib's Agg canvas and embedded as base64
 PNG, so the file can be mailed, attached to a CI run or opened offline.
-matplotlib is imported only when a page is rendered, never by the CLI's start-up.
+matplotlib is imported only when a page is rendered, never by the CLI's start-up; a plot whose
+numbers an earlier page already drew is read back from the cache (stage ``plots/``).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import BACKENDS, PRECISIONS
 from zoocompat.results import CellRecord, Results
 from zoocompat.table import coverage_pct, is_partial
@@ -102,10 +107,21 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _plot(kind: str, data: dict[str, Any], draw: Callable[[dict[str, Any]], Any]) -> str:
+    """``draw(data)``'s figure as base64 PNG, kept in the cache stage ``plots/`` by ``data``: a re-run whose
+    numbers did not change (a warm matrix) reuses the picture instead of importing matplotlib and drawing it.
+    """
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    key = key_of("plot", kind, data, code)
+
+    def build(folder: Path) -> None:
+        (folder / "plot.b64").write_text(_png(draw(data)))
+
+    return (ArtifactCache().entry("plots", key, build) / "plot.b64").read_text()
+
+
 def accuracy_drop_plot(results: Results) -> str | None:
     """Grouped bars: accuracy drop (points) per model, one bar per backend x precision; base64 PNG or ``None``."""
-    from matplotlib.figure import Figure
-
     cols = [c for c in _columns(results) if c[1] != "fp32"]
     models = sorted({c.model for c in results.cells})
     index = {_key(c): c for c in results.cells}
@@ -120,13 +136,20 @@ def accuracy_drop_plot(results: Results) -> str | None:
             series.append((_label(col), values))
     if not series:
         return None
+    tolerances = {c.model: c.metric.tolerance for c in results.cells if c.metric and c.metric.tolerance is not None}
+    return _plot("accuracy_drop", {"models": models, "series": series, "tolerances": tolerances}, _draw_drops)
+
+
+def _draw_drops(data: dict[str, Any]) -> Any:
+    from matplotlib.figure import Figure
+
+    models, series, tolerances = data["models"], data["series"], data["tolerances"]
     figure = Figure(figsize=(max(6.0, 0.9 * len(models) + 2), 3.6))
     ax = figure.add_subplot()
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series):
         xs = [m + (i - (len(series) - 1) / 2) * width for m in range(len(models))]
         ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=label)
-    tolerances = {c.model: c.metric.tolerance for c in results.cells if c.metric and c.metric.tolerance is not None}
     for m, model in enumerate(models):
         if model in tolerances:
             ax.hlines(tolerances[model] * 100, m - 0.45, m + 0.45, colors="black", linestyles="dashed", linewidth=1)
@@ -135,13 +158,11 @@ def accuracy_drop_plot(results: Results) -> str | None:
     ax.set_ylabel("accuracy drop vs FP32 (points)")
     ax.set_title("Accuracy drop per model and backend (dashed: the card's tolerance)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _png(figure)
+    return figure
 
 
 def coverage_heatmap(results: Results) -> str | None:
     """Heatmap of the share of nodes on the accelerator per model x accelerator column; base64 PNG or ``None``."""
-    from matplotlib.figure import Figure
-
     cols = [c for c in _columns(results) if c[0] != "cpu"]
     models = sorted({c.model for c in results.cells})
     index = {_key(c): c for c in results.cells}
@@ -151,21 +172,29 @@ def coverage_heatmap(results: Results) -> str | None:
         for col in cols:
             cell = index.get((model, *col))
             cov = cell.coverage if cell else None
-            row.append(100 * cov.target_nodes / cov.total_nodes if cov and cov.total_nodes else float("nan"))
+            row.append(100 * cov.target_nodes / cov.total_nodes if cov and cov.total_nodes else None)
         grid.append(row)
-    if not cols or all(v != v for row in grid for v in row):  # nothing measured on an accelerator
+    if not cols or all(v is None for row in grid for v in row):  # nothing measured on an accelerator
         return None
-    figure = Figure(figsize=(max(4.0, 1.3 * len(cols) + 3), max(2.5, 0.45 * len(models) + 1.2)))
+    return _plot("coverage", {"models": models, "columns": [_label(c) for c in cols], "grid": grid}, _draw_coverage)
+
+
+def _draw_coverage(data: dict[str, Any]) -> Any:
+    from matplotlib.figure import Figure
+
+    models, columns = data["models"], data["columns"]
+    grid = [[float("nan") if v is None else v for v in row] for row in data["grid"]]
+    figure = Figure(figsize=(max(4.0, 1.3 * len(columns) + 3), max(2.5, 0.45 * len(models) + 1.2)))
     ax = figure.add_subplot()
     image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
             ax.text(c, r, "—" if value != value else f"{value:.0f}%", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(cols)), [_label(c) for c in cols], rotation=20, ha="right")
+    ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right")
     ax.set_yticks(range(len(models)), models)
     ax.set_title("Nodes on the accelerator (NPU coverage)")
     figure.colorbar(image, ax=ax, label="% of graph nodes")
-    return _png(figure)
+    return figure
 
 
 def _run_info(results: Results) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from zoocompat.results import CellRecord
 
 FLOAT_PRECISIONS = ("fp32", "fp16")
 DEFAULT_QUANT_MODES = ("none", "ptq")
+#: precisions a backend runs but only on request (``--precisions w4a8``): the quantization study, not the gate
+OPT_IN_PRECISIONS = ("w4a8",)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def build_cells(
     """All cells for ``cards`` on ``backends`` (name -> precisions) after ``selection``.
 
     ``quantizer_modes`` maps a quantizer name to the modes it offers; a card's
-    integer cells use its own quantizer's modes. ``sdk_backends`` names the
+    integer cells use its own quantizer's modes, plus ``qat`` when its
+    ``qat_quantizer`` offers it. ``sdk_backends`` names the
     backends whose cells run inside an SDK release (one cell per requested
     SDK); the others get no SDK. ``None`` puts the SDK on every backend.
     """
@@ -117,10 +120,14 @@ def build_cells(
             for precision in sorted(backends[backend], key=PRECISIONS.index):
                 if not _keep(precision, selection.precisions):
                     continue
+                if selection.precisions is None and precision in OPT_IN_PRECISIONS:
+                    continue
                 if precision in FLOAT_PRECISIONS:
                     modes = ["none"]
                 else:
-                    modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m != "none"]
+                    modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m not in ("none", "qat")]
+                    if card.qat_quantizer and "qat" in quantizer_modes.get(card.qat_quantizer, ()):
+                        modes.append("qat")
                 for quant in modes:
                     if quant not in modes_wanted:
                         continue

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from zoocompat import reuse
 from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import Card
 from zoocompat.data import CardData, build_card_data
@@ -84,6 +85,18 @@ def _stage_errors(category: str, where: str) -> Iterator[None]:
         raise CellError(category, f"{where}: {type(error).__name__}: {error}") from error
 
 
+def _quantization_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the record keeps of a quantize report: quantizer, technique, bitwidths, the autoquant ladder,
+    the QAT training split; the full report stays in the cache entry's ``quantize.json``.
+    """
+    keep = ("quantizer", "technique", "precision", "quant_scheme", "weights", "autoquant")
+    summary = {k: report[k] for k in keep if k in report}
+    train = next((s for s in report.get("steps", []) if s.get("step") == "train"), None)
+    if train:
+        summary["training"] = {k: v for k, v in train.items() if k != "step"}
+    return summary
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
@@ -92,11 +105,21 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 class CellRunner:
     """Runs cells for one session: the plugins, the zoo, the cache and the report folder."""
 
-    def __init__(self, registry: Registry, cards: dict[str, Card], cache: ArtifactCache, report: ReportDir) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        cards: dict[str, Card],
+        cache: ArtifactCache,
+        report: ReportDir,
+        *,
+        reuse_outputs: bool | None = None,
+    ) -> None:
         self.registry = registry
         self.cards = cards
         self.cache = cache
         self.report = report
+        #: reuse a backend's outputs for the same model bytes, inputs and runtime (zoocompat/reuse.py)
+        self.reuse_outputs = reuse.enabled() if reuse_outputs is None else reuse_outputs
 
     # -- per-model stages (cached) -------------------------------------------
 
@@ -179,7 +202,7 @@ class CellRunner:
     def quantized(self, card: Card, precision: str, technique: str) -> Quantized:
         """Quantize ``card``'s canonical ONNX with its quantizer and run the QDQ model on the CPU EP."""
         converted = self.converted(card)
-        key = key_of("quantize", convert_key(card), card.quantizer, precision, technique)
+        key = key_of("quantize", convert_key(card), *self._quantizer_key(card, technique), precision, technique)
         build = lambda out: self._quantize(card, converted, precision, technique, out)  # noqa: E731
         entry = self.cache.entry("quantize", key, build)
         return Quantized(
@@ -188,6 +211,44 @@ class CellRunner:
             _load_npz(entry / "cpu_outputs.npz"),
             json.loads((entry / "quantize.json").read_text()),
         )
+
+    def _quantizer_key(self, card: Card, technique: str) -> tuple[Any, ...]:
+        """The quantizer a technique uses, and its settings where it declares them (QAT's budget)."""
+        if technique != "qat":
+            return (card.quantizer,)
+        quantizer = self.qat_quantizer(card)
+        return (quantizer.name, quantizer.settings() if hasattr(quantizer, "settings") else {})
+
+    def qat_quantizer(self, card: Card) -> Any:
+        """The card's quantization-aware-training quantizer (``qat_quantizer``, aimet_torch by default)."""
+        if not card.qat_quantizer:
+            raise CellError("quantize_error", f"{card.name}: the card sets qat_quantizer: null (no QAT for it)")
+        quantizer = self.registry.get("quantizer", card.qat_quantizer)
+        if not hasattr(quantizer, "train_quantize"):
+            raise CellError(
+                "quantize_error",
+                f"{card.path or card.name}: qat_quantizer {card.qat_quantizer!r} does not train (its modes: "
+                f"{', '.join(getattr(quantizer, 'modes', ()))}); name a QAT quantizer such as aimet_torch",
+            )
+        return quantizer
+
+    def training_job(self, card: Card, calibration: list[dict[str, np.ndarray]] | None = None) -> Any:
+        """What QAT needs for ``card``: the canonical ONNX, the frontend's torch model (PyTorch cards), the
+        calibration samples and the preprocessed inputs of the dataset's ``train`` split.
+        """
+        from zoocompat.api import TrainingJob
+        from zoocompat.data import training_inputs
+
+        converted = self.converted(card)
+        framework_model = None
+        if card.frontend == "pytorch":
+            frontend = self.registry.get("frontend", card.frontend)
+            framework_model = frontend.load(card, resolve_source(card, self.cache))
+        dataset = self.registry.get("dataset", card.dataset.name)
+        quantizer = self.qat_quantizer(card)
+        training = training_inputs(card, dataset, getattr(quantizer, "samples", 1024))
+        samples = calibration if calibration is not None else self.card_data(card).calibration_batches()
+        return TrainingJob(card, converted.onnx, framework_model, samples, training)
 
     def _quantize(self, card: Card, converted: Converted, precision: str, technique: str, out: Path) -> None:
         quantizer = self.registry.get("quantizer", card.quantizer)
@@ -198,6 +259,8 @@ class CellRunner:
                 from zoocompat.autoquant import auto_quant_cell
 
                 result = auto_quant_cell(self, card, precision, out)
+            elif technique == "qat":
+                result = self.qat_quantizer(card).train_quantize(self.training_job(card), precision, out)
             else:
                 result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
         quantize_s = time.perf_counter() - start
@@ -239,6 +302,29 @@ class CellRunner:
         self.report.write_cell(record)
         return record
 
+    def _backend_run(
+        self,
+        backend: Any,
+        cell: Cell,
+        model_path: Path,
+        inputs: dict[str, np.ndarray],
+        workdir: Path,
+        record: CellRecord,
+    ) -> Any:
+        """Compile and run ``model_path`` on the cell's backend, or reuse the outputs of an identical earlier run."""
+        log = workdir / "runner.log"
+        record.artifacts["runner_log"] = str(log)
+        run = lambda: backend.compile(model_path, cell.precision, cell.sdk, workdir).run(inputs)  # noqa: E731
+        if not self.reuse_outputs:
+            return run()
+        runtime = {k: v for k, v in record.backend_info.items() if k != "loaded"}
+        key = reuse.key(backend, runtime, cell.precision, cell.sdk, model_path, reuse.inputs_digest(inputs))
+        result, note = reuse.run_or_reuse(self.cache, key, run, log)
+        record.backend_info["outputs"] = note
+        if "log" in note:
+            record.artifacts["runner_log"] = note["log"]
+        return result
+
     def _run(self, cell: Cell, record: CellRecord) -> None:
         card = self.cards[cell.model]
         backend = self.registry.get("backend", cell.backend)
@@ -259,13 +345,13 @@ class CellRunner:
             quantized = self.quantized(card, cell.precision, cell.quant)
             record.timing.quantize_s = quantized.report.get("quantize_s")
             record.artifacts.update(qdq_onnx=str(quantized.qdq_onnx), encodings=str(quantized.encodings))
+            record.quantization = _quantization_summary(quantized.report)
             reference = quantized.cpu_outputs
             model_path = quantized.qdq_onnx
         workdir = self.report.root / "work" / cell.id
-        result = backend.compile(model_path, cell.precision, cell.sdk, workdir).run(data.eval_batch())
+        result = self._backend_run(backend, cell, model_path, data.eval_batch(), workdir, record)
         for bulky in workdir.glob("*.npz"):
             bulky.unlink()
-        record.artifacts["runner_log"] = str(workdir / "runner.log")
         _check_finite(
             result.outputs,
             f"{cell.id}: the {cell.backend} backend's {cell.precision} run",

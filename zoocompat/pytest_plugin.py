@@ -71,6 +71,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="keep the report folder's cell records and run only the cells without one",
     )
     group.addoption(
+        "--rerun-backends",
+        action="store_true",
+        default=False,
+        help="run every backend again instead of reusing the outputs an identical earlier run kept in the cache "
+        "(same model bytes, inputs, runtime and backend code; see ZOOCOMPAT_REUSE_OUTPUTS)",
+    )
+    group.addoption(
         "--known-failures",
         default=None,
         help=f"YAML of accepted failures, strict xfails (default {KNOWN_FAILURES_DEFAULT} when it exists)",
@@ -145,10 +152,27 @@ def _wants_matrix(config: pytest.Config) -> bool:
     return any("conformance" in Path(str(arg).split("::")[0]).resolve().parts for arg in args)
 
 
+def _share_cores(config: pytest.Config) -> None:
+    """On an xdist worker, give the libraries ``cores // workers`` threads (unless the user set them), so
+    that N workers with a thread pool of every core each do not fight over the cores: torch/OpenMP
+    (``OMP_NUM_THREADS``), TensorFlow (``TF_NUM_INTRAOP_THREADS``) and the runner processes' onnxruntime
+    sessions (``ZOOCOMPAT_THREADS``, read by ``plugins/backends/ort_runner.py``).
+    """
+    if _is_controller(config):
+        return
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    threads = str(max(1, (os.cpu_count() or 1) // max(workers, 1)))
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "ZOOCOMPAT_THREADS"):
+        os.environ.setdefault(name, threads)
+    if "torch" in sys.modules:  # imported already (a plugin at start-up): OMP_NUM_THREADS came too late
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register axis markers; on the controller of a matrix run, start a fresh report (or resume one)."""
     if _is_controller(config):
         _CONTROLLER_CONFIG["config"] = config
+    _share_cores(config)
     config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
     for value in (*FRONTENDS, *BACKENDS, *PRECISIONS, *QUANT_MODES):
         config.addinivalue_line("markers", f"{value}: cells with this axis value")
@@ -372,7 +396,8 @@ def zoo_runner(request: pytest.FixtureRequest):
     from zoocompat.pipeline import CellRunner
 
     cards, _ = _zoo(request.config)
-    return CellRunner(registry(), cards, ArtifactCache(), _report(request.config))
+    reuse = False if request.config.getoption("rerun_backends") else None  # None: ZOOCOMPAT_REUSE_OUTPUTS decides
+    return CellRunner(registry(), cards, ArtifactCache(), _report(request.config), reuse_outputs=reuse)
 
 
 @pytest.fixture(scope="session")

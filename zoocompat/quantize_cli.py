@@ -119,7 +119,13 @@ def quantize_card(
     if per_channel is not None:
         options["per_channel"] = per_channel
     try:
-        result = quantizer.quantize(converted.onnx, samples, precision, technique, out_dir, **options)
+        if technique == "qat":  # quantization-aware training: the card's qat_quantizer (aimet_torch) trains
+            trainer = quantizer if hasattr(quantizer, "train_quantize") else runner.qat_quantizer(card)
+            if options:
+                raise CellError("quantize_error", f"qat takes none of {sorted(options)}")
+            result = trainer.train_quantize(runner.training_job(card, samples), precision, out_dir)
+        else:
+            result = quantizer.quantize(converted.onnx, samples, precision, technique, out_dir, **options)
     except TypeError as error:  # a third-party quantizer without the optional keywords
         if not options:
             raise

@@ -184,6 +184,11 @@ class CellRecord(_Model):
     artifacts: dict[str, Any] = Field(default_factory=dict)
     backend_info: dict[str, Any] = Field(default_factory=dict)
     diagnosis: Diagnosis | None = None
+    quantization: dict[str, Any] | None = Field(
+        None,
+        description="integer cells: the quantizer, the technique the QDQ model came from (for quant auto, the "
+        "ladder's choice and every step tried with its metric and seconds) and the training split for qat",
+    )
 
 
 class RunInfo(_Model):

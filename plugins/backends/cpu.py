@@ -1,6 +1,6 @@
 """``cpu``: onnxruntime's CPU execution provider.
 
-Runs the FP32 ONNX (``fp32``) and the QDQ model (``w8a8``, ``w8a16``) as
+Runs the FP32 ONNX (``fp32``) and the QDQ model (``w8a8``, ``w8a16``, ``w4a8``) as
 SNPE's CPU runtime would: quantized tensors are dequantized, so the QDQ run is
 the integer reference every accelerator backend is compared to.
 """
@@ -19,7 +19,7 @@ class CpuBackend:
     """onnxruntime CPU EP."""
 
     name = "cpu"
-    precisions = ("fp32", "w8a8", "w8a16")
+    precisions = ("fp32", "w8a8", "w8a16", "w4a8")  # w4a8: opt-in (zoocompat.matrix.OPT_IN_PRECISIONS)
 
     def available(self, sdk: str | None) -> str | None:
         """The CPU EP is always there when onnxruntime is installed."""

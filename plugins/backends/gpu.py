@@ -157,6 +157,8 @@ class GpuBackend:
 
     name = "gpu"
     precisions = ("fp16",)
+    #: modules besides this package whose code shapes the outputs (zoocompat/reuse.py keys on them)
+    code_modules = ("plugins.onnx_fold",)
 
     def available(self, sdk: str | None) -> str | None:
         """Always runs: on a GPU when there is one, else as the fp16 reference."""

@@ -28,6 +28,7 @@ Usage: ``python -I path/to/ort_runner.py REQUEST.json``
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -78,6 +79,9 @@ def _make_session(request: dict[str, Any], report: dict[str, Any], extra_config:
 
     options = ort.SessionOptions()
     options.log_severity_level = 0  # verbose: node placement and the EP's validation reasons
+    threads = os.environ.get("ZOOCOMPAT_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # an xdist worker's share of the cores (zoocompat.pytest_plugin)
+        options.intra_op_num_threads = int(threads)
     for key, value in {**request.get("session_config", {}), **extra_config}.items():
         options.add_session_config_entry(key, str(value))
     if request["ep"] == "qnn":

@@ -1,0 +1,344 @@
+"""Quantization-aware training with aimet-torch: QuantizationSimModel, fine-tuned with a torch optimizer.
+
+The model: a PyTorch card's own ``nn.Module`` (the frontend's ``load``); any
+other card's canonical ONNX through ``onnx2torch``. Then, once for every model:
+
+1. ``aimet_torch.model_preparer.prepare_model`` (torch.fx): functionals such
+   as ``x + y`` become modules that QuantSim can quantize. timm's custom
+   layers (``timm.layers.linear.Linear`` and the like) are traced through,
+   which is what makes QuantSim accept them (without it: ``UnknownModuleError``).
+   timm's fused attention (``fused_attn``) is switched to its unfused path first:
+   aimet-torch has no quantized scaled-dot-product-attention module.
+2. BatchNorm folded into the preceding Conv/Linear (as the ONNX PTQ path does,
+   and as the HTP wants: an unfolded BN leaves per-channel DQ nodes the QNN EP
+   rejects).
+3. ``QuantizationSimModel`` at the precision's bitwidths (AIMET's default
+   config: per-channel weights, min-max "tf" scheme), encodings computed on the
+   card's calibration split.
+4. Fine-tuning of the simulated model: Adam, ``lr``, ``epochs`` over
+   ``samples`` inputs of the dataset's ``train`` split (the card's calibration
+   split when the dataset has none), loss = distillation from the FP32 model
+   (mean squared error of every output, each scaled by the FP32 output's
+   variance). Distillation needs no labels, so detection maps, CTC sequences
+   and classifiers train the same way, and it never sees the evaluation split.
+5. ``sim.export``: the fine-tuned float ONNX and the AIMET encodings, then the
+   project's one encodings -> QDQ function (``aimet_onnx.encodings_to_onnx_qdq``)
+   makes the QDQ model every backend runs.
+
+Any failure, e.g. an onnx2torch module AIMET has no quantized definition
+for, is ``CellError("quantize_error")`` naming the stage and the module types:
+a model QAT cannot handle fails its cell, never silently skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import zoocompat
+from plugins.quantizers.encodings import count_encodings, load_encodings
+from zoocompat.api import QuantizeResult, TrainingJob
+from zoocompat.errors import CellError
+
+_BITWIDTHS = {"w8a8": (8, 8), "w8a16": (8, 16), "w4a8": (4, 8)}
+QDQ_NAME = "model_qdq.onnx"
+ENCODINGS_NAME = "model.encodings"
+OPSET = 17
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """AIMET logs every prepared node and quantizer at INFO; keep warnings and errors only."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("AimetLogger", "ModelPreparer", "Quant", "Utils", "ConnectedGraph")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+#: the last prepare_model failure of this process (the quantizer runs one model at a time per worker)
+_prepare_failures: list[str] = []
+
+
+def _outputs(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, tuple | list) else [value]
+
+
+def _batch_ok(model: Any, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` takes a batch of 2 (a canonical ONNX through onnx2torch keeps its static batch-1
+    reshapes, so it takes one sample at a time).
+    """
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *shape[1:])))
+    except Exception:
+        return False
+    return True
+
+
+def _call(model: Any, inputs: Any, batched: bool) -> list[Any]:
+    """``model``'s outputs on ``inputs``: one call, or one call per sample concatenated."""
+    import torch
+
+    if batched:
+        return _outputs(model(inputs))
+    per_sample = [_outputs(model(inputs[i : i + 1])) for i in range(len(inputs))]
+    return [torch.cat(parts) for parts in zip(*per_sample, strict=True)]
+
+
+class AimetTorchQatQuantizer:
+    """aimet-torch QuantizationSimModel + fine-tuning (QAT) for every frontend, through torch."""
+
+    name = "aimet_torch"
+    modes = ("qat",)
+    precisions = tuple(_BITWIDTHS)
+    techniques = ("qat",)
+    #: fine-tuning budget: AIMET's examples train for epochs on full datasets; this is sized for 2 CPU cores
+    samples = 1024
+    epochs = 1
+    batch_size = 32
+    lr = 1e-5
+    _last_loss: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes the result besides the model, data and precision (part of the quantize cache key)."""
+        return {"samples": self.samples, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+
+    def train_quantize(self, job: TrainingJob, precision: str, out_dir: Path) -> QuantizeResult:
+        """QAT ``job``'s model at ``precision``; write ``model_qdq.onnx`` and ``model.encodings`` in ``out_dir``."""
+        start = time.perf_counter()
+        card = job.card
+        where = f"aimet_torch {precision}/qat on {card.name}"
+        if precision not in _BITWIDTHS:
+            raise CellError("quantize_error", f"{where}: unknown precision; expected one of {self.precisions}")
+        if len(card.inputs) != 1:
+            raise CellError(
+                "quantize_error", f"{where}: QAT here takes single-input models, the card has {len(card.inputs)}"
+            )
+        try:
+            import aimet_torch
+            import torch
+        except Exception as exc:
+            raise CellError(
+                "quantize_error", f"{where}: cannot import aimet-torch/torch ({exc}); install zoocompat[stack]"
+            ) from exc
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        steps: list[dict[str, Any]] = []
+
+        def timed(step: str, action: Any, **info: Any) -> Any:
+            began = time.perf_counter()
+            value = action()
+            steps.append({"step": step, **info, "seconds": round(time.perf_counter() - began, 3)})
+            return value
+
+        torch.manual_seed(0)
+        stage = "building the torch model" + ("" if job.framework_model is not None else " (onnx2torch)")
+        try:
+            with _quiet(), tempfile.TemporaryDirectory(prefix="zoocompat-qat-") as tmp:
+                teacher = timed("torch_model", lambda: self._torch_model(job), source=self._source(job))
+                teacher.eval()
+                batched = _batch_ok(teacher, tuple(card.inputs[0].shape))
+                steps[-1]["batched"] = batched
+                stage = "preparing the model (aimet_torch.model_preparer)"
+                _prepare_failures.clear()
+                student, unfused = timed("prepare", lambda: self._prepare(teacher))
+                steps[-1]["attention_unfused"] = unfused
+                if _prepare_failures:
+                    steps[-1]["not_traced"] = _prepare_failures[-1]
+                stage = "folding BatchNorm"
+                shape = tuple(card.inputs[0].shape)
+                folded = timed("bn_fold", lambda: self._fold(student, shape), did="BatchNorm folded into Conv/Linear")
+                steps[-1]["bn_folded"] = folded
+                stage = "building the QuantizationSimModel"
+                param_bw, act_bw = _BITWIDTHS[precision]
+                dummy = torch.zeros(shape)
+                sim = timed(
+                    "quantsim",
+                    lambda: aimet_torch.QuantizationSimModel(
+                        student, dummy, quant_scheme="tf", default_param_bw=param_bw, default_output_bw=act_bw
+                    ),
+                    did=f"int{param_bw} weights (per-channel), int{act_bw} activations",
+                )
+                stage = "computing encodings on the calibration samples"
+                calibration = torch.from_numpy(np.concatenate([c[card.inputs[0].name] for c in job.calibration]))
+                timed(
+                    "calibrate",
+                    lambda: sim.compute_encodings(lambda model, _: self._forward(model, calibration, batched), None),
+                    did="min-max statistics",
+                    samples=len(calibration),
+                )
+                stage = "fine-tuning the quantized model"
+                inputs, split = self._training_inputs(job)
+                timed("train", lambda: self._train(sim.model, teacher, inputs, batched), **self.settings(), split=split)
+                steps[-1]["final_loss"] = self._last_loss
+                stage = "exporting the model and encodings"
+                export = Path(tmp) / "export"
+                export.mkdir()
+                names = {
+                    "input_names": [card.inputs[0].name],
+                    "output_names": list(card.outputs),
+                    "opset_version": OPSET,
+                }
+                timed("export", lambda: sim.export(str(export), "model", dummy, onnx_export_args=names))
+                stage = "converting model and encodings to QDQ ONNX"
+                report = timed("qdq", lambda: self._qdq(export, Path(tmp)))
+                shutil.move(str(Path(tmp) / ENCODINGS_NAME), out_dir / ENCODINGS_NAME)
+                shutil.move(str(Path(tmp) / QDQ_NAME), out_dir / QDQ_NAME)
+        except CellError:
+            raise
+        except Exception as exc:
+            message = " ".join(str(exc).split())
+            untraced = f" (after torch.fx could not trace it: {_prepare_failures[-1]})" if _prepare_failures else ""
+            raise CellError(
+                "quantize_error",
+                f"{where}: aimet-torch failed while {stage}{untraced}: {type(exc).__name__}: {message[:600]}",
+            ) from exc
+        return QuantizeResult(
+            qdq_onnx=out_dir / QDQ_NAME,
+            encodings=out_dir / ENCODINGS_NAME,
+            report={
+                "quantizer": self.name,
+                "aimet_torch": aimet_torch.__version__,
+                "technique": "qat",
+                "precision": precision,
+                "param_bitwidth": _BITWIDTHS[precision][0],
+                "activation_bitwidth": _BITWIDTHS[precision][1],
+                "quant_scheme": "tf",
+                "weights": "per-channel",
+                **report,
+                "steps": steps,
+                "calibration_samples": len(job.calibration),
+                "seconds": round(time.perf_counter() - start, 3),
+            },
+        )
+
+    # -- stages ----------------------------------------------------------------
+
+    @staticmethod
+    def _source(job: TrainingJob) -> str:
+        if job.framework_model is not None:
+            return f"the {job.card.frontend} model itself"
+        return "the canonical ONNX through onnx2torch"
+
+    @staticmethod
+    def _torch_model(job: TrainingJob) -> Any:
+        import torch
+
+        if isinstance(job.framework_model, torch.nn.Module):
+            return copy.deepcopy(job.framework_model)
+        import onnx
+        from onnx2torch import convert
+
+        return convert(onnx.load(str(job.onnx)))
+
+    @staticmethod
+    def _prepare(teacher: Any) -> tuple[Any, int]:
+        """A traced copy AIMET can quantize, and how many fused attention blocks were unfused in it."""
+        from aimet_torch.model_preparer import prepare_model
+
+        student = copy.deepcopy(teacher)  # prepare_model shares modules with its input: keep the teacher intact
+        # timm's attention calls F.scaled_dot_product_attention when `fused_attn` is set; the preparer turns
+        # that into a module aimet-torch 2.42 has no quantized definition for (UnknownModuleError), and one
+        # fused op would hide the q.k^T, softmax and attn.v tensors the HTP quantizes. The unfused path
+        # computes the same attention as plain matmul / softmax modules.
+        unfused = 0
+        for module in student.modules():
+            if getattr(module, "fused_attn", False) is True:
+                module.fused_attn = False
+                unfused += 1
+        try:
+            return prepare_model(student), unfused
+        except Exception as exc:  # e.g. onnx2torch modules with data-dependent control flow: torch.fx cannot trace
+            _prepare_failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return student, unfused  # QuantSim on the modules as they are; it names any it cannot quantize
+
+    @staticmethod
+    def _fold(model: Any, shape: tuple[int, ...]) -> int:
+        from aimet_torch.batch_norm_fold import fold_all_batch_norms
+
+        return len(fold_all_batch_norms(model, shape))
+
+    @staticmethod
+    def _forward(model: Any, inputs: Any, batched: bool, batch: int = 64) -> None:
+        import torch
+
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch):
+                _call(model, inputs[start : start + batch], batched)
+
+    def _training_inputs(self, job: TrainingJob) -> tuple[Any, str]:
+        import torch
+
+        if job.training is not None and len(job.training):
+            return torch.from_numpy(np.ascontiguousarray(job.training[: self.samples])), "train"
+        stacked = np.concatenate([c[job.card.inputs[0].name] for c in job.calibration])
+        return torch.from_numpy(stacked), "calibration (the dataset has no train split)"
+
+    def _train(self, student: Any, teacher: Any, inputs: Any, batched: bool) -> None:
+        """Distillation: the quantized student's outputs towards the FP32 teacher's, Adam, fixed seed."""
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        optimizer = torch.optim.Adam(student.parameters(), lr=self.lr)
+        scales: list[Any] | None = None
+        student.train()
+        loss = torch.zeros(())
+        for _ in range(self.epochs):
+            for batch in torch.randperm(len(inputs), generator=generator).split(self.batch_size):
+                with torch.no_grad():
+                    targets = [t.float() for t in _call(teacher, inputs[batch], batched)]
+                if scales is None:  # each output's variance on the first batch: outputs of any scale weigh alike
+                    scales = [t.var().clamp_min(1e-8) for t in targets]
+                outputs = _call(student, inputs[batch], batched)
+                loss = sum(
+                    torch.nn.functional.mse_loss(o.float(), t) / s
+                    for o, t, s in zip(outputs, targets, scales, strict=True)
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        student.eval()
+        self._last_loss = round(float(loss), 6)
+
+    @staticmethod
+    def _qdq(export: Path, tmp: Path) -> dict[str, Any]:
+        import onnx
+        from aimet_onnx import encodings_to_onnx_qdq
+
+        encodings = load_encodings(export / "model.encodings")
+        qdq = encodings_to_onnx_qdq(str(export / "model.onnx"), encodings)
+        onnx.checker.check_model(qdq)
+        onnx.save(qdq, str(tmp / QDQ_NAME))
+        (tmp / ENCODINGS_NAME).write_text(json.dumps(encodings, indent=1))
+        counts = count_encodings(encodings)
+        ops = [node.op_type for node in qdq.graph.node]
+        return {
+            "encodings_format": counts["version"],
+            "param_encodings": counts["param"],
+            "activation_encodings": counts["activation"],
+            "qdq_nodes": ops.count("QuantizeLinear") + ops.count("DequantizeLinear"),
+        }
+
+
+@zoocompat.hookimpl
+def zoocompat_quantizers() -> list[AimetTorchQatQuantizer]:
+    """Register the aimet-torch QAT quantizer."""
+    return [AimetTorchQatQuantizer()]

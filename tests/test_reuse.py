@@ -1,0 +1,101 @@
+"""Backend outputs are reused only for the same model bytes, inputs, runtime and backend code.
+
+Runs a real cpu cell (the least-squares digits classifier of the bad-input
+corpus) through :class:`CellRunner` several times on one cache and checks
+what the record says happened and that the verdict is the same either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.corpus.digits_linear import build_onnx, card, fit_weights
+from zoocompat import reuse
+from zoocompat.cache import ArtifactCache
+from zoocompat.cards import load_card
+from zoocompat.matrix import Cell
+from zoocompat.pipeline import CellRunner
+from zoocompat.plugins import registry
+from zoocompat.results import ReportDir
+
+
+@pytest.fixture
+def digits(tmp_path: Path):
+    weights, bias = fit_weights()
+    folder = tmp_path / "cards" / "digits_reuse"
+    folder.mkdir(parents=True)
+    build_onnx(folder / "model.onnx", weights, bias)
+    (folder / "card.yaml").write_text(yaml.safe_dump(card("digits_reuse"), sort_keys=False))
+    cache = ArtifactCache(tmp_path / "cache")
+
+    def run(precision: str = "w8a8", reuse_outputs: bool | None = None, report: str = "r1"):
+        loaded = load_card(folder / "card.yaml")
+        runner = CellRunner(
+            registry(), {loaded.name: loaded}, cache, ReportDir(tmp_path / report), reuse_outputs=reuse_outputs
+        )
+        quant = "none" if precision == "fp32" else "ptq"
+        return runner.run_cell(Cell(loaded.name, loaded.frontend, "cpu", precision, quant, None))
+
+    return run, folder, weights, bias, cache
+
+
+def test_second_run_reuses_the_outputs_and_gives_the_same_verdict(digits):
+    run, *_ = digits
+    first = run()
+    second = run(report="r2")
+    assert first.status == second.status == "pass", (first.reason, second.reason)
+    assert first.backend_info["outputs"]["state"] == "measured"
+    assert second.backend_info["outputs"]["state"] == "reused"
+    assert second.backend_info["outputs"]["key"] == first.backend_info["outputs"]["key"]
+    assert second.metric == first.metric
+    assert second.coverage == first.coverage
+    assert (second.timing.compile_s, second.timing.run_s) == (first.timing.compile_s, first.timing.run_s)
+    assert Path(second.artifacts["runner_log"]).is_file()  # the kept log of the run that measured them
+
+
+def test_other_precision_or_changed_model_runs_the_backend_again(digits):
+    run, folder, weights, bias, _ = digits
+    assert run(precision="fp32").backend_info["outputs"]["state"] == "measured"
+    assert run(precision="w8a8").backend_info["outputs"]["state"] == "measured"
+    build_onnx(folder / "model.onnx", weights * np.float32(1.01), bias)  # new bytes, new conversion
+    again = run(precision="fp32", report="r2")
+    assert again.backend_info["outputs"]["state"] == "measured"
+
+
+def test_rerun_backends_never_reads_or_writes_kept_outputs(digits):
+    run, *_, cache = digits
+    record = run(reuse_outputs=False)
+    assert record.status == "pass"
+    assert "outputs" not in record.backend_info
+    assert not (cache.root / reuse.OUTPUTS_STAGE).exists()
+
+
+def test_environment_switch_turns_reuse_off(monkeypatch, digits):
+    run, *_ = digits
+    run()
+    monkeypatch.setenv("ZOOCOMPAT_REUSE_OUTPUTS", "0")
+    assert "outputs" not in run(report="r2").backend_info
+
+
+def test_a_failed_run_keeps_nothing(tmp_path: Path):
+    def crash():
+        raise RuntimeError("vendor library died")
+
+    cache = ArtifactCache(tmp_path / "cache")
+    with pytest.raises(RuntimeError):
+        reuse.run_or_reuse(cache, "k" * 24, crash, tmp_path / "runner.log")
+    assert not (cache.root / reuse.OUTPUTS_STAGE / ("k" * 24)).exists()
+
+
+def test_inputs_digest_sees_values_dtype_and_shape():
+    base = {"x": np.zeros((2, 3), np.float32)}
+    assert reuse.inputs_digest(base) == reuse.inputs_digest({"x": np.zeros((2, 3), np.float32)})
+    assert reuse.inputs_digest(base) != reuse.inputs_digest({"x": np.zeros((3, 2), np.float32)})
+    assert reuse.inputs_digest(base) != reuse.inputs_digest({"x": np.zeros((2, 3), np.float64)})
+    changed = np.zeros((2, 3), np.float32)
+    changed[1, 2] = 1e-7
+    assert reuse.inputs_digest(base) != reuse.inputs_digest({"x": changed})
