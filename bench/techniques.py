@@ -71,7 +71,7 @@ def markdown(results: dict[str, Any]) -> str:
             for technique in techniques:
                 entry = row.get(technique, {})
                 if "error" in entry:
-                    cells.append("fails")
+                    cells.append("n/a" if "precision" in entry["error"] else "fails")
                 elif entry:
                     cells.append(f"{entry['value']:.3f} ({entry['drop_pts']:+.1f}) {entry['seconds']:.0f} s")
                 else:
