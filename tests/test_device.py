@@ -146,3 +146,34 @@ def test_htp_with_a_device_needs_a_local_qnn_sdk_and_says_so(monkeypatch, tmp_pa
     )
     backend.configure()
     assert backend.device is None and backend.strict_npu is False
+
+
+def test_one_device_per_xdist_worker():
+    devices = "adb:PHONE_A, adb:PHONE_B"
+    assert device.device_for_worker(devices, None, {}) == "adb:PHONE_A"  # no workers: the first
+    assert device.device_for_worker(devices, "gw0", {}) == "adb:PHONE_A"
+    assert device.device_for_worker(devices, "gw1", {}) == "adb:PHONE_B"
+    assert device.device_for_worker(devices, "gw2", {}) == "adb:PHONE_A"  # more workers than devices: they share
+    assert device.device_for_worker(None, "gw1", {}) is None
+    # a worker started on the host its device hangs off (--tx ...//env:ZOOCOMPAT_DEVICE=adb:X) keeps its own
+    assert device.device_for_worker(devices, "gw1", {"ZOOCOMPAT_DEVICE": "adb:BOARD_7"}) == "adb:BOARD_7"
+
+
+def test_each_worker_configures_its_own_device(monkeypatch):
+    """The pytest plugin hands worker gw1 the second device: the htp backend's description names it."""
+    from zoocompat import pytest_plugin
+    from zoocompat.plugins import registry
+
+    class WorkerConfig:
+        workerinput = {"workerid": "gw1"}
+
+        def getoption(self, name):
+            return {"strict_npu": False, "device": "adb:PHONE_A,adb:PHONE_B"}[name]
+
+    monkeypatch.delenv("ZOOCOMPAT_DEVICE", raising=False)
+    htp = registry().get("backend", "htp")
+    try:
+        pytest_plugin._configure_backends(WorkerConfig())
+        assert htp.describe(None)["device"] == "PHONE_B"
+    finally:
+        htp.configure(strict_npu=False, device=None)

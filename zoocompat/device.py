@@ -24,6 +24,7 @@ SDK layout used (QNN / SNPE 2.x, ``<root>`` = ``$QNN_SDK_ROOT`` / ``$SNPE_ROOT``
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -57,6 +58,24 @@ def parse_device(spec: str | None) -> str | None:
     if kind != "adb" or not serial.strip():
         raise ValueError(f"--device {spec!r}: expected adb:SERIAL (a serial that `adb devices` lists)")
     return serial.strip()
+
+
+def device_for_worker(spec: str | None, worker: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The ``--device`` value this process uses: one device per xdist worker.
+
+    ``spec`` may list several devices (``adb:A,adb:B``): worker ``gwN`` takes the
+    ``N``-th (modulo their count), a run without workers the first. A worker's own
+    ``ZOOCOMPAT_DEVICE`` (``--tx ...//env:ZOOCOMPAT_DEVICE=adb:X`` for a worker on
+    the host a device hangs off) wins over both. Returns one ``adb:SERIAL`` or ``None``.
+    """
+    own = (environ if environ is not None else os.environ).get("ZOOCOMPAT_DEVICE", "").strip()
+    if own:
+        return own
+    devices = [d.strip() for d in (spec or "").split(",") if d.strip()]
+    if not devices:
+        return None
+    index = int(worker[2:]) if worker and worker.startswith("gw") and worker[2:].isdigit() else 0
+    return devices[index % len(devices)]
 
 
 @dataclass(frozen=True)

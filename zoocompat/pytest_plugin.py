@@ -59,8 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--device",
         default=None,
-        metavar="adb:SERIAL",
-        help="run the htp/dsp cells on a phone or board over adb (needs a local SDK: QNN_SDK_ROOT or SNPE_ROOT)",
+        metavar="adb:SERIAL[,adb:SERIAL...]",
+        help="run the htp/dsp cells on a phone or board over adb (needs a local SDK: QNN_SDK_ROOT or SNPE_ROOT); "
+        "several devices: xdist worker gwN takes the N-th (one worker per device: -n <number of devices>); "
+        "a worker's ZOOCOMPAT_DEVICE wins",
     )
     group.addoption("--zoo", action="append", default=[], help="extra folder of model cards (repeatable)")
     group.addoption("--zoo-report", default=DEFAULT_REPORT, help=f"report folder (default {DEFAULT_REPORT})")
@@ -211,11 +213,15 @@ def _configure_backends(config: pytest.Config) -> None:
     """Hand ``--strict-npu`` and ``--device`` to every backend that takes them (``configure``); every
     session sets them, so one session's settings never carry over to the next in the same process.
     """
+    from zoocompat.device import device_for_worker
+
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    device = device_for_worker(config.getoption("device"), worker)
     for name in registry().names("backend"):
         backend = registry().get("backend", name)
         if hasattr(backend, "configure"):
             try:
-                backend.configure(strict_npu=config.getoption("strict_npu"), device=config.getoption("device"))
+                backend.configure(strict_npu=config.getoption("strict_npu"), device=device)
             except ValueError as error:
                 raise pytest.UsageError(str(error)) from None
 
