@@ -119,3 +119,21 @@ def test_wilson_interval_and_sqnr():
     ref = np.ones(100)
     assert abs(sqnr_db(ref, ref * 1.01) - 40.0) < 1e-6
     assert sqnr_db(ref, ref) is None
+
+
+def test_auto_and_qat_cells_show_the_technique(tmp_path):
+    report = ReportDir(tmp_path)
+    report.write_run(RunInfo())
+    report.write_cell(
+        _record(
+            id="m-onnx-cpu-w8a8-auto",
+            backend="cpu",
+            quant="auto",
+            coverage=None,
+            quantization={"quantizer": "aimet_onnx", "technique": "auto -> cle"},
+        )
+    )
+    report.write_cell(_record(id="m-onnx-cpu-w8a8-qat", backend="cpu", quant="qat", coverage=None))
+    text = render_markdown(report.merge())
+    assert "| cpu w8a8 auto | cpu w8a8 qat |" in text  # a column per quant mode beyond plain ptq
+    assert "✅ [cle] 0.940 (Δ +1.0 pt)" in text

@@ -21,7 +21,7 @@ from typing import Any
 from zoocompat.cache import ArtifactCache, key_of
 from zoocompat.cards import BACKENDS, PRECISIONS
 from zoocompat.results import CellRecord, Results
-from zoocompat.table import coverage_pct, is_partial
+from zoocompat.table import chosen_technique, coverage_pct, is_partial
 
 TEMPLATE = "support.html.j2"
 STATUS_LABEL = {
@@ -91,6 +91,8 @@ def _html_cell(cell: CellRecord) -> HtmlCell:
         out.metric = f"{m.value:.3f}"
         if m.drop is not None and cell.precision != "fp32":
             out.drop = f"Δ {m.drop * 100:+.1f} pt"
+    if chosen_technique(cell):
+        out.metric = f"[{chosen_technique(cell)}] {out.metric}".strip()
     if cell.backend != "cpu" and cell.coverage and cell.coverage.total_nodes:
         out.npu = f"NPU {coverage_pct(cell)}"
     if cell.category and cell.status not in ("pass", "xpass"):

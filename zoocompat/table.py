@@ -38,12 +38,20 @@ def coverage_pct(cell: CellRecord) -> str:
     return f"{100 * cov.target_nodes / cov.total_nodes:.0f}%"
 
 
+def chosen_technique(cell: CellRecord) -> str | None:
+    """For a quant ``auto`` cell, the technique the AutoQuant ladder chose (``cle``, ``qat``, ...)."""
+    technique = (cell.quantization or {}).get("technique") or ""
+    return technique.split("->", 1)[1].strip() if cell.quant == "auto" and "->" in technique else None
+
+
 def cell_text(cell: CellRecord) -> str:
     """Short text answering 'runs on NPU? how much accuracy lost?'."""
     symbol = "⚠️" if cell.status == "pass" and is_partial(cell) else SYMBOL.get(cell.status, "?")
     if cell.status == "skip":
         return f"{symbol} n/a"
     parts = [symbol]
+    if chosen_technique(cell):
+        parts.append(f"[{chosen_technique(cell)}]")
     m = cell.metric
     if m and m.value is not None:
         parts.append(f"{m.value:.3f}")
