@@ -79,18 +79,45 @@ def _outputs(value: Any) -> list[Any]:
     return list(value) if isinstance(value, tuple | list) else [value]
 
 
-def _batch_ok(model: Any, shape: tuple[int, ...]) -> bool:
-    """Whether ``model`` takes a batch of 2 (a canonical ONNX through onnx2torch keeps its static batch-1
-    reshapes, so it takes one sample at a time).
+def _batch_ok(model: Any, probe: Any) -> bool:
+    """Whether ``model`` on the batch ``probe`` gives what it gives one sample at a time (a canonical ONNX
+    keeps static batch-1 shapes; through onnx2torch such a model takes one sample at a time).
     """
     import torch
 
     try:
         with torch.no_grad():
-            model(torch.zeros((2, *shape[1:])))
+            together = _outputs(model(probe))
+            alone = [
+                torch.cat(parts)
+                for parts in zip(*(_outputs(model(probe[i : i + 1])) for i in range(len(probe))), strict=True)
+            ]
     except Exception:
         return False
-    return True
+    return len(together) == len(alone) and all(
+        a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(together, alone, strict=True)
+    )
+
+
+def _free_batch(model: Any) -> int:
+    """Let the batch through ``model``'s Reshapes: a constant target shape that starts with the static batch 1
+    gets 0 there ("copy this dim from the input"). Edits ``model`` in place; returns how many changed.
+    """
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in model.graph.initializer}
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            continue
+        shape = numpy_helper.to_array(constants[node.input[1]]).copy()
+        if shape.ndim == 1 and len(shape) > 1 and shape[0] == 1:
+            shape[0] = 0
+            constants[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
+            changed += 1
+    return changed
 
 
 def _call(model: Any, inputs: Any, batched: bool) -> list[Any]:
@@ -153,9 +180,10 @@ class AimetTorchQatQuantizer:
         stage = "building the torch model" + ("" if job.framework_model is not None else " (onnx2torch)")
         try:
             with _quiet(), tempfile.TemporaryDirectory(prefix="zoocompat-qat-") as tmp:
-                teacher = timed("torch_model", lambda: self._torch_model(job), source=self._source(job))
-                teacher.eval()
-                batched = _batch_ok(teacher, tuple(card.inputs[0].shape))
+                calibration = torch.from_numpy(np.concatenate([c[card.inputs[0].name] for c in job.calibration]))
+                teacher, batched = timed(
+                    "torch_model", lambda: self._torch_model(job, calibration[:2]), source=self._source(job)
+                )
                 steps[-1]["batched"] = batched
                 stage = "preparing the model (aimet_torch.model_preparer)"
                 _prepare_failures.clear()
@@ -178,7 +206,6 @@ class AimetTorchQatQuantizer:
                     did=f"int{param_bw} weights (per-channel), int{act_bw} activations",
                 )
                 stage = "computing encodings on the calibration samples"
-                calibration = torch.from_numpy(np.concatenate([c[card.inputs[0].name] for c in job.calibration]))
                 timed(
                     "calibrate",
                     lambda: sim.compute_encodings(lambda model, _: self._forward(model, calibration, batched), None),
@@ -239,15 +266,23 @@ class AimetTorchQatQuantizer:
         return "the canonical ONNX through onnx2torch"
 
     @staticmethod
-    def _torch_model(job: TrainingJob) -> Any:
+    def _torch_model(job: TrainingJob, probe: Any) -> tuple[Any, bool]:
+        """The FP32 torch model (eval mode) and whether it takes batches (checked on ``probe``)."""
         import torch
 
         if isinstance(job.framework_model, torch.nn.Module):
-            return copy.deepcopy(job.framework_model)
+            model = copy.deepcopy(job.framework_model).eval()
+            return model, _batch_ok(model, probe)
         import onnx
         from onnx2torch import convert
 
-        return convert(onnx.load(str(job.onnx)))
+        relaxed = onnx.load(str(job.onnx))
+        if _free_batch(relaxed):
+            model = convert(relaxed).eval()
+            if _batch_ok(model, probe):
+                return model, True
+        model = convert(onnx.load(str(job.onnx))).eval()
+        return model, _batch_ok(model, probe)
 
     @staticmethod
     def _prepare(teacher: Any) -> tuple[Any, int]:
