@@ -177,18 +177,21 @@ class AimetTorchQatQuantizer:
             return value
 
         torch.manual_seed(0)
+        _prepare_failures.clear()
         stage = "building the torch model" + ("" if job.framework_model is not None else " (onnx2torch)")
         try:
             with _quiet(), tempfile.TemporaryDirectory(prefix="zoocompat-qat-") as tmp:
                 calibration = torch.from_numpy(np.concatenate([c[card.inputs[0].name] for c in job.calibration]))
-                teacher, batched = timed(
-                    "torch_model", lambda: self._torch_model(job, calibration[:2]), source=self._source(job)
+                candidates = timed(
+                    "torch_model", lambda: self._torch_models(job, calibration[:2]), source=self._source(job)
                 )
-                steps[-1]["batched"] = batched
                 stage = "preparing the model (aimet_torch.model_preparer)"
-                _prepare_failures.clear()
-                student, unfused = timed("prepare", lambda: self._prepare(teacher))
-                steps[-1]["attention_unfused"] = unfused
+                for teacher, batched in candidates:  # noqa: B007  (the batch-free variant first, if it traces)
+                    _prepare_failures.clear()
+                    student, unfused = timed("prepare", lambda: self._prepare(teacher))  # noqa: B023
+                    if not _prepare_failures:
+                        break
+                steps[-1].update(batched=batched, attention_unfused=unfused)
                 if _prepare_failures:
                     steps[-1]["not_traced"] = _prepare_failures[-1]
                 stage = "folding BatchNorm"
@@ -266,23 +269,29 @@ class AimetTorchQatQuantizer:
         return "the canonical ONNX through onnx2torch"
 
     @staticmethod
-    def _torch_model(job: TrainingJob, probe: Any) -> tuple[Any, bool]:
-        """The FP32 torch model (eval mode) and whether it takes batches (checked on ``probe``)."""
+    def _torch_models(job: TrainingJob, probe: Any) -> list[tuple[Any, bool]]:
+        """The FP32 torch model (eval mode) to try, each with whether it takes batches (checked on ``probe``).
+
+        A PyTorch card: its own module. Otherwise the canonical ONNX through onnx2torch, first with the
+        static batch-1 Reshapes freed (batched training, if its outputs match the per-sample ones), then
+        as it is (one sample at a time), for when torch.fx cannot trace the freed one.
+        """
         import torch
 
         if isinstance(job.framework_model, torch.nn.Module):
             model = copy.deepcopy(job.framework_model).eval()
-            return model, _batch_ok(model, probe)
+            return [(model, _batch_ok(model, probe))]
         import onnx
         from onnx2torch import convert
 
+        candidates = []
         relaxed = onnx.load(str(job.onnx))
         if _free_batch(relaxed):
             model = convert(relaxed).eval()
             if _batch_ok(model, probe):
-                return model, True
+                candidates.append((model, True))
         model = convert(onnx.load(str(job.onnx))).eval()
-        return model, _batch_ok(model, probe)
+        return [*candidates, (model, _batch_ok(model, probe))]
 
     @staticmethod
     def _prepare(teacher: Any) -> tuple[Any, int]:
