@@ -68,6 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -285,21 +286,19 @@ def _rss(folder: Path) -> dict[str, Any]:
     }
 
 
+def _count(values: Any) -> dict[str, int]:
+    """How often each value occurs (``None`` left out)."""
+    return dict(Counter(v for v in values if v is not None))
+
+
 def _context_states(cells: list[dict]) -> dict[str, int]:
-    states: dict[str, int] = {}
-    for cell in cells:
-        state = ((cell.get("backend_info") or {}).get("loaded") or {}).get("htp_context", {}).get("state")
-        if state:
-            states[state] = states.get(state, 0) + 1
-    return states
+    return _count(
+        ((c.get("backend_info") or {}).get("loaded") or {}).get("htp_context", {}).get("state") for c in cells
+    )
 
 
 def _output_states(cells: list[dict]) -> dict[str, int]:
-    states: dict[str, int] = {}
-    for cell in cells:
-        state = ((cell.get("backend_info") or {}).get("outputs") or {}).get("state", "not kept")
-        states[state] = states.get(state, 0) + 1
-    return states
+    return _count(((c.get("backend_info") or {}).get("outputs") or {}).get("state", "not kept") for c in cells)
 
 
 def raw_work(cells: list[dict]) -> dict[str, float]:
@@ -314,10 +313,7 @@ def raw_work(cells: list[dict]) -> dict[str, float]:
 
 
 def _statuses(cells: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for cell in cells:
-        counts[cell["status"]] = counts.get(cell["status"], 0) + 1
-    return counts
+    return _count(c["status"] for c in cells)
 
 
 def main() -> None:

@@ -317,7 +317,7 @@ class CellRunner:
         run = lambda: backend.compile(model_path, cell.precision, cell.sdk, workdir).run(inputs)  # noqa: E731
         if not self.reuse_outputs:
             return run()
-        runtime = {k: v for k, v in record.backend_info.items() if k != "loaded"}
+        runtime = dict(record.backend_info)  # the backend's describe(): what the runner will load is set after
         key = reuse.key(backend, runtime, cell.precision, cell.sdk, model_path, reuse.inputs_digest(inputs))
         result, note = reuse.run_or_reuse(self.cache, key, run, log)
         record.backend_info["outputs"] = note

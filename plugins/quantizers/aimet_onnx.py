@@ -129,6 +129,31 @@ def _drop_stale_typed_data(model: Any) -> int:
     return fixed
 
 
+def write_qdq(model_path: Path, encodings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The one encodings -> QDQ ONNX step every AIMET quantizer ends with.
+
+    ``aimet_onnx.encodings_to_onnx_qdq`` on the float model at ``model_path``, stale
+    typed tensor data cleared (aimet-onnx's CLE and AdaRound write ``raw_data`` beside
+    an old ``float_data``), ``onnx.checker``, saved to ``out``. Returns the QDQ node
+    count and opset, and how many stale tensors were fixed when there were any.
+    """
+    import onnx
+    from aimet_onnx import encodings_to_onnx_qdq
+
+    qdq = encodings_to_onnx_qdq(str(model_path), encodings)
+    stale = _drop_stale_typed_data(qdq)
+    onnx.checker.check_model(qdq)
+    onnx.save(qdq, str(out))
+    ops = [node.op_type for node in qdq.graph.node]
+    written: dict[str, Any] = {
+        "qdq_nodes": ops.count("QuantizeLinear") + ops.count("DequantizeLinear"),
+        "qdq_opset": next(op.version for op in qdq.opset_import if op.domain in ("", "ai.onnx")),
+    }
+    if stale:
+        written["stale_tensors_fixed_in_qdq"] = stale
+    return written
+
+
 def _graph_inputs(model: Any) -> dict[str, tuple[np.dtype, list[int | None]]]:
     """Real graph inputs (initializers excluded): name -> (numpy dtype, dims; None when symbolic)."""
     from onnx import helper
@@ -325,7 +350,7 @@ class AimetOnnxQuantizer:
     ) -> dict[str, Any]:
         """Fold BN (or CLE), build the sim, run the passes, calibrate, export and convert to QDQ in ``tmp``."""
         import onnx
-        from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse, encodings_to_onnx_qdq
+        from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse
         from aimet_onnx.batch_norm_fold import fold_all_batch_norms_to_weight
         from aimet_onnx.cross_layer_equalization import equalize_model
 
@@ -426,30 +451,23 @@ class AimetOnnxQuantizer:
             extra["overridden_tensors"] = replaced
         counts = count_encodings(encodings)
 
-        stage = "converting model and encodings to QDQ ONNX"
         try:
-            qdq = encodings_to_onnx_qdq(str(tmp / "export" / "model.onnx"), encodings)
-            stage = "checking and saving the QDQ ONNX"
-            stale = _drop_stale_typed_data(qdq)  # AdaRound writes raw_data beside an old float_data too
-            if stale:
-                extra["stale_tensors_fixed_in_qdq"] = stale
-            onnx.checker.check_model(qdq)
-            onnx.save(qdq, str(tmp / QDQ_NAME))
+            written = write_qdq(tmp / "export" / "model.onnx", encodings, tmp / QDQ_NAME)
         except Exception as exc:
             raise CellError(
-                "quantize_error", f"{where}: aimet-onnx failed while {stage}: {type(exc).__name__}: {exc}"
+                "quantize_error",
+                f"{where}: aimet-onnx failed while converting model and encodings to a checked QDQ ONNX: "
+                f"{type(exc).__name__}: {exc}",
             ) from exc
         shutil.copyfile(exported, tmp / ENCODINGS_NAME)
 
-        qdq_ops = [node.op_type for node in qdq.graph.node]
         return {
             "encodings_format": counts["version"],
             "bn_folded": next((s["bn_folded"] for s in steps if "bn_folded" in s), 0),
             "bn_unfolded": left_bn,
             "param_encodings": counts["param"],
             "activation_encodings": counts["activation"],
-            "qdq_nodes": qdq_ops.count("QuantizeLinear") + qdq_ops.count("DequantizeLinear"),
-            "qdq_opset": next(op.version for op in qdq.opset_import if op.domain in ("", "ai.onnx")),
+            **written,
             "steps": steps,
             **extra,
         }

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 import zoocompat
+from plugins.quantizers.aimet_onnx import write_qdq
 from plugins.quantizers.encodings import count_encodings, load_encodings
 from zoocompat.api import QuantizeResult, TrainingJob
 from zoocompat.errors import CellError
@@ -71,10 +72,6 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-#: the last prepare_model failure of this process (the quantizer runs one model at a time per worker)
-_prepare_failures: list[str] = []
-
-
 def _outputs(value: Any) -> list[Any]:
     return list(value) if isinstance(value, tuple | list) else [value]
 
@@ -87,11 +84,7 @@ def _batch_ok(model: Any, probe: Any) -> bool:
 
     try:
         with torch.no_grad():
-            together = _outputs(model(probe))
-            alone = [
-                torch.cat(parts)
-                for parts in zip(*(_outputs(model(probe[i : i + 1])) for i in range(len(probe))), strict=True)
-            ]
+            together, alone = _call(model, probe, True), _call(model, probe, False)
     except Exception:
         return False
     return len(together) == len(alone) and all(
@@ -142,7 +135,6 @@ class AimetTorchQatQuantizer:
     epochs = 1
     batch_size = 32
     lr = 1e-5
-    _last_loss: float | None = None
 
     def settings(self) -> dict[str, Any]:
         """What shapes the result besides the model, data and precision (part of the quantize cache key)."""
@@ -177,7 +169,7 @@ class AimetTorchQatQuantizer:
             return value
 
         torch.manual_seed(0)
-        _prepare_failures.clear()
+        untraced: str | None = None  # why torch.fx could not trace the model, when it could not
         stage = "building the torch model" + ("" if job.framework_model is not None else " (onnx2torch)")
         try:
             with _quiet(), tempfile.TemporaryDirectory(prefix="zoocompat-qat-") as tmp:
@@ -187,13 +179,12 @@ class AimetTorchQatQuantizer:
                 )
                 stage = "preparing the model (aimet_torch.model_preparer)"
                 for teacher, batched in candidates:  # noqa: B007  (the batch-free variant first, if it traces)
-                    _prepare_failures.clear()
-                    student, unfused = timed("prepare", lambda: self._prepare(teacher))  # noqa: B023
-                    if not _prepare_failures:
+                    student, unfused, untraced = timed("prepare", lambda: self._prepare(teacher))  # noqa: B023
+                    if untraced is None:
                         break
                 steps[-1].update(batched=batched, attention_unfused=unfused)
-                if _prepare_failures:
-                    steps[-1]["not_traced"] = _prepare_failures[-1]
+                if untraced:
+                    steps[-1]["not_traced"] = untraced
                 stage = "folding BatchNorm"
                 shape = tuple(card.inputs[0].shape)
                 folded = timed("bn_fold", lambda: self._fold(student, shape), did="BatchNorm folded into Conv/Linear")
@@ -217,8 +208,10 @@ class AimetTorchQatQuantizer:
                 )
                 stage = "fine-tuning the quantized model"
                 inputs, split = self._training_inputs(job)
-                timed("train", lambda: self._train(sim.model, teacher, inputs, batched), **self.settings(), split=split)
-                steps[-1]["final_loss"] = self._last_loss
+                loss = timed(
+                    "train", lambda: self._train(sim.model, teacher, inputs, batched), **self.settings(), split=split
+                )
+                steps[-1]["final_loss"] = loss
                 stage = "exporting the model and encodings"
                 export = Path(tmp) / "export"
                 export.mkdir()
@@ -236,10 +229,10 @@ class AimetTorchQatQuantizer:
             raise
         except Exception as exc:
             message = " ".join(str(exc).split())
-            untraced = f" (after torch.fx could not trace it: {_prepare_failures[-1]})" if _prepare_failures else ""
+            after = f" (after torch.fx could not trace it: {untraced})" if untraced else ""
             raise CellError(
                 "quantize_error",
-                f"{where}: aimet-torch failed while {stage}{untraced}: {type(exc).__name__}: {message[:600]}",
+                f"{where}: aimet-torch failed while {stage}{after}: {type(exc).__name__}: {message[:600]}",
             ) from exc
         return QuantizeResult(
             qdq_onnx=out_dir / QDQ_NAME,
@@ -294,8 +287,10 @@ class AimetTorchQatQuantizer:
         return [*candidates, (model, _batch_ok(model, probe))]
 
     @staticmethod
-    def _prepare(teacher: Any) -> tuple[Any, int]:
-        """A traced copy AIMET can quantize, and how many fused attention blocks were unfused in it."""
+    def _prepare(teacher: Any) -> tuple[Any, int, str | None]:
+        """A traced copy AIMET can quantize, how many fused attention blocks were unfused in it, and ``None``;
+        or, when torch.fx cannot trace it, the untraced copy and why.
+        """
         from aimet_torch.model_preparer import prepare_model
 
         student = copy.deepcopy(teacher)  # prepare_model shares modules with its input: keep the teacher intact
@@ -309,10 +304,10 @@ class AimetTorchQatQuantizer:
                 module.fused_attn = False
                 unfused += 1
         try:
-            return prepare_model(student), unfused
+            return prepare_model(student), unfused, None
         except Exception as exc:  # e.g. onnx2torch modules with data-dependent control flow: torch.fx cannot trace
-            _prepare_failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            return student, unfused  # QuantSim on the modules as they are; it names any it cannot quantize
+            # QuantSim on the modules as they are; it names any it cannot quantize
+            return student, unfused, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
     @staticmethod
     def _fold(model: Any, shape: tuple[int, ...]) -> int:
@@ -336,7 +331,7 @@ class AimetTorchQatQuantizer:
         stacked = np.concatenate([c[job.card.inputs[0].name] for c in job.calibration])
         return torch.from_numpy(stacked), "calibration (the dataset has no train split)"
 
-    def _train(self, student: Any, teacher: Any, inputs: Any, batched: bool) -> None:
+    def _train(self, student: Any, teacher: Any, inputs: Any, batched: bool) -> float:
         """Distillation: the quantized student's outputs towards the FP32 teacher's, Adam, fixed seed."""
         import torch
 
@@ -360,25 +355,19 @@ class AimetTorchQatQuantizer:
                 loss.backward()
                 optimizer.step()
         student.eval()
-        self._last_loss = round(float(loss), 6)
+        return round(float(loss), 6)
 
     @staticmethod
     def _qdq(export: Path, tmp: Path) -> dict[str, Any]:
-        import onnx
-        from aimet_onnx import encodings_to_onnx_qdq
-
         encodings = load_encodings(export / "model.encodings")
-        qdq = encodings_to_onnx_qdq(str(export / "model.onnx"), encodings)
-        onnx.checker.check_model(qdq)
-        onnx.save(qdq, str(tmp / QDQ_NAME))
+        written = write_qdq(export / "model.onnx", encodings, tmp / QDQ_NAME)
         (tmp / ENCODINGS_NAME).write_text(json.dumps(encodings, indent=1))
         counts = count_encodings(encodings)
-        ops = [node.op_type for node in qdq.graph.node]
         return {
             "encodings_format": counts["version"],
             "param_encodings": counts["param"],
             "activation_encodings": counts["activation"],
-            "qdq_nodes": ops.count("QuantizeLinear") + ops.count("DequantizeLinear"),
+            **written,
         }
 
 
