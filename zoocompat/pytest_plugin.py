@@ -108,8 +108,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--zoo-group-by",
         default="model",
         choices=("model", "model-sdk", "none"),
-        help="xdist_group mark per model (or model and SDK) so that --dist loadgroup keeps a model's cells "
-        "on one worker; ignored by the other --dist modes",
+        help="what a worker keeps to: under -n / --dist load (default) a worker is sent the cells of the model "
+        "(or model and SDK) it already works on first, then a model no worker has, then the biggest one left; "
+        "--dist loadgroup keeps each on one worker (xdist_group mark); none: xdist's own scheduling",
     )
 
 
@@ -285,7 +286,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _xdist_group(config: pytest.Config, cell: Cell) -> str | None:
-    """The cell's ``xdist_group`` under ``--zoo-group-by`` (used by ``--dist loadgroup`` only)."""
+    """The cell's group under ``--zoo-group-by``: the ``xdist_group`` mark of ``--dist loadgroup`` and the unit
+    :mod:`zoocompat.schedule` keeps a worker to under ``--dist load``.
+    """
     by = config.getoption("zoo_group_by")
     if by == "none":
         return None
@@ -364,6 +367,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if skip:
         config.hook.pytest_deselected(items=skip)
         items[:] = keep
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under ``--dist load`` (what ``-n`` implies), hand a worker the cells of the model it already works on
+    first (:mod:`zoocompat.schedule`); ``--zoo-group-by none`` or another ``--dist`` keeps xdist's own.
+    """
+    if config.getoption("dist") != "load" or config.getoption("zoo_group_by") == "none" or not _wants_matrix(config):
+        return None
+    from zoocompat.schedule import ModelAffinityScheduling
+
+    return ModelAffinityScheduling(config, log, {cell.id: _xdist_group(config, cell) for cell in _cells(config)})
 
 
 @pytest.hookimpl(optionalhook=True)
