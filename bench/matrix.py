@@ -19,8 +19,10 @@ work). Phases, on one selection:
 5. bare: the same models on the same inputs through plain onnxruntime
    sessions in this process (CPU EP; QNN EP with the backend's options),
    one sample at a time as the runner does.
-6. optional (``--compare-dist``): a cold run with ``--dist loadgroup`` (a
-   model's cells on one worker) on a fresh cache.
+6. optional (``--compare-dist``): cold ``-n 2`` runs, each on a fresh cache, with
+   xdist's own ``--dist load`` (``--zoo-group-by none``: cells in collection
+   order) and ``--dist loadgroup`` (a model's cells on one worker), against the
+   default (model-affine load scheduling, ``zoocompat/schedule.py``).
 
 Definitions (all wall seconds, ``time.perf_counter``):
 
@@ -82,6 +84,8 @@ FULL = {
     "backends": "cpu,htp",
     "precisions": "fp32,fp16,w8a8,w8a16",
 }
+#: ``--compare-dist``: the default (model-affine ``--dist load``, zoocompat/schedule.py) against these
+COMPARED_DIST = {"xdist_load": ("--zoo-group-by", "none"), "loadgroup": ("--dist", "loadgroup")}
 SEEDED_STAGES = ("sources", "recipes")  # inputs of the matrix (pinned files, trained weights), not its work
 
 
@@ -321,7 +325,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 small models x cpu fp32/w8a8 + htp w8a8")
     parser.add_argument("--json", action="store_true", help="print only the JSON object (the default output anyway)")
-    parser.add_argument("--compare-dist", action="store_true", help="also a cold run with --dist loadgroup")
+    parser.add_argument("--compare-dist", action="store_true", help="also cold runs under xdist's load, loadgroup")
     parser.add_argument("--models")
     parser.add_argument("--backends")
     parser.add_argument("--precisions")
@@ -352,13 +356,12 @@ def main() -> None:
         _seed_cache(single_cache)
         phases["cold_n1"] = run_matrix(single_cache, scratch / "cold1", rss, 1, selection)
         phases["rerun_n1"] = run_matrix(cache, scratch / "rerun1", rss, 1, selection, "--rerun-backends")
-        if args.compare_dist:
-            group_cache = scratch / "cache-loadgroup"
-            group_cache.mkdir()
-            _seed_cache(group_cache)
-            phases["cold_n2_loadgroup"] = run_matrix(
-                group_cache, scratch / "cold-lg", rss, 2, selection, "--dist", "loadgroup"
-            )
+        if args.compare_dist:  # other schedulers, each cold on a fresh cache
+            for name, extra in COMPARED_DIST.items():
+                other_cache = scratch / f"cache-{name}"
+                other_cache.mkdir()
+                _seed_cache(other_cache)
+                phases[f"cold_n2_{name}"] = run_matrix(other_cache, scratch / f"cold-{name}", rss, 2, selection, *extra)
         cold_cells = phases["cold_n2"]["results"]["cells"]
         rerun_cells = phases["rerun_n1"]["results"]["cells"]
         with _stdout_to_stderr():  # native libraries print to fd 1; stdout carries only the JSON
@@ -423,9 +426,11 @@ def main() -> None:
         },
         "bench_wall_s": round(time.perf_counter() - started, 1),
     }
-    if "cold_n2_loadgroup" in phases:
-        out["cold_loadgroup_s"] = round(phases["cold_n2_loadgroup"]["wall_s"], 2)
-        out["loadgroup_vs_load"] = round(phases["cold_n2_loadgroup"]["wall_s"] / phases["cold_n2"]["wall_s"], 3)
+    for name in COMPARED_DIST:
+        if f"cold_n2_{name}" in phases:  # < 1: that scheduler was faster than the default
+            other = phases[f"cold_n2_{name}"]["wall_s"]
+            out[f"cold_{name}_s"] = round(other, 2)
+            out[f"{name}_vs_default"] = round(other / phases["cold_n2"]["wall_s"], 3)
     print(json.dumps(out, indent=1))
 
 

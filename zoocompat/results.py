@@ -14,6 +14,7 @@ import platform
 import socket
 import tempfile
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,8 +221,13 @@ def now() -> str:
 
 
 def tool_versions() -> dict[str, str | None]:
-    """Installed versions of the stack, read from package metadata (imports nothing)."""
-    return {name: distribution_version(name) for name in TOOL_DISTRIBUTIONS}
+    """Installed versions of the stack, read from package metadata (imports nothing); read once per process."""
+    return dict(_tool_versions())
+
+
+@cache
+def _tool_versions() -> tuple[tuple[str, str | None], ...]:
+    return tuple((name, distribution_version(name)) for name in TOOL_DISTRIBUTIONS)
 
 
 def host_info() -> dict[str, Any]:
