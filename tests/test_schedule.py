@@ -7,6 +7,7 @@ real ``pytest -n 2`` matrix run, where each worker must keep to its model.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,7 +18,10 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.schedule import ModelAffinityScheduling, cell_id_of
+from zoocompat.cards import discover
+from zoocompat.matrix import Cell
+from zoocompat.pytest_plugin import pin_cpus
+from zoocompat.schedule import ModelAffinityScheduling, cell_id_of, expected_seconds
 
 ROOT = Path(__file__).parent.parent
 
@@ -57,10 +61,12 @@ def _nodeid(model: str, precision: str) -> str:
     return f"conformance/test_matrix.py::test_cell[{model}-onnx-cpu-{precision}]"
 
 
-def _scheduler(models: dict[str, int], workers: int = 2) -> tuple[ModelAffinityScheduling, list[_Worker], list[str]]:
+def _scheduler(
+    models: dict[str, int], workers: int = 2, seconds: dict[str, float] | None = None
+) -> tuple[ModelAffinityScheduling, list[_Worker], list[str]]:
     collection = [_nodeid(model, f"p{i}") for model, count in models.items() for i in range(count)]
     groups = {cell_id_of(nodeid): nodeid.split("[")[1].split("-")[0] for nodeid in collection}
-    sched = ModelAffinityScheduling(_Config(workers), None, groups)
+    sched = ModelAffinityScheduling(_Config(workers), None, groups, seconds)
     nodes = [_Worker(f"gw{i}") for i in range(workers)]
     for node in nodes:
         sched.add_node(node)
@@ -95,13 +101,46 @@ def test_workers_start_on_different_models():
 def test_a_worker_gets_its_own_model_first_then_a_fresh_one_then_the_biggest_left():
     sched, (gw0, gw1, gw2), collection = _scheduler({"a": 4, "b": 8, "c": 8, "d": 2, "e": 2}, workers=3)
     model = {i: nodeid.split("[")[1].split("-")[0] for i, nodeid in enumerate(collection)}
-    assert [set(_models(n, collection)) for n in (gw0, gw1, gw2)] == [{"a"}, {"b"}, {"c"}]
-    assert [model[i] for i in sched.pick(gw0, 3)] == ["a", "a", "d"]  # its own model, then one nobody holds
+    # no timings: every cell alike, so the models with most cells are started first
+    assert [set(_models(n, collection)) for n in (gw0, gw1, gw2)] == [{"b"}, {"c"}, {"a"}]
+    assert [model[i] for i in sched.pick(gw2, 3)] == ["a", "a", "d"]  # its own model, then one nobody holds
     sched.pending = [i for i in sched.pending if model[i] != "a"]  # a is used up
-    assert [model[i] for i in sched.pick(gw0, 3)] == ["d", "d", "e"]  # models nobody holds, in order
+    assert [model[i] for i in sched.pick(gw2, 3)] == ["d", "d", "e"]  # models nobody holds, in order
     sched.pending = [i for i in sched.pending if model[i] in "bc"][:9]  # b: 6 left, c: 3 left, both held
-    assert [model[i] for i in sched.pick(gw0, 2)] == ["b", "b"]  # the biggest left is shared out
-    assert len(set(sched.pick(gw0, 100))) == len(sched.pending)  # never the same cell twice
+    assert [model[i] for i in sched.pick(gw2, 2)] == ["b", "b"]  # the biggest left is shared out
+    assert len(set(sched.pick(gw2, 100))) == len(sched.pending)  # never the same cell twice
+
+
+def _cell(collection: list[str], index: int) -> str:
+    return cell_id_of(collection[index]).replace("-onnx-cpu", "")
+
+
+def test_the_longest_cells_and_the_model_with_most_work_go_first():
+    seconds = {"a-onnx-cpu-p0": 5, "a-onnx-cpu-p1": 5, "a-onnx-cpu-p2": 5}
+    seconds |= {"b-onnx-cpu-p0": 2, "b-onnx-cpu-p1": 100, "b-onnx-cpu-p2": 3, "b-onnx-cpu-p3": 1}
+    sched, (gw0, gw1), collection = _scheduler({"a": 3, "b": 4}, seconds=seconds)
+    # gw0 starts on b, the model with most work: its longest cell, and its cheapest as the one queued behind
+    assert [_cell(collection, i) for i in gw0.sent] == ["b-p1", "b-p3"]
+    assert set(_models(gw1, collection)) == {"a"}
+    _finish(sched, gw0)  # b-p1 done: gw0 is sent b's longest cell left
+    assert _cell(collection, gw0.sent[-1]) == "b-p2"
+    assert sched.maxschedchunk == 1 and all(len(p) <= 2 for p in sched.node2pending.values())
+
+
+def test_expected_seconds_come_from_timings_else_from_a_scaled_prior():
+    cards, _ = discover([ROOT / "zoo" / "cards"])
+    cells = [
+        Cell("ppocr_textline_cls", "onnx", backend, precision, "none" if precision == "fp16" else "ptq")
+        for backend, precision in [("htp", "fp16"), ("htp", "w8a16"), ("htp", "w8a8"), ("cpu", "w8a8")]
+    ]
+    cells.append(Cell("mtcnn_rnet", "pytorch", "htp", "w8a8", "ptq"))
+    prior = expected_seconds(cells, cards, {})
+    fp16, w8a16, w8a8, cpu, rnet = (prior[c.id] for c in cells)
+    assert fp16 > w8a16 > w8a8 > cpu and w8a8 > rnet  # emulated fp16 costs most; a bigger input costs more
+    timed = expected_seconds(cells, cards, {cells[2].id: 46.0, cells[4].id: 2.0})
+    assert timed[cells[2].id] == 46.0 and timed[cells[4].id] == 2.0  # a timing is used as it is
+    ratios = sorted([46.0 / w8a8, 2.0 / rnet])
+    assert timed[cells[0].id] == pytest.approx(fp16 * (ratios[0] + ratios[1]) / 2)  # prior x median ratio
 
 
 def test_a_crashed_workers_cells_go_to_the_others_and_its_model_is_free_again():
@@ -143,14 +182,39 @@ def _first_model_per_worker(stdout: str) -> dict[str, str]:
     return first
 
 
+def test_workers_keep_to_their_own_share_of_the_cpus():
+    assert pin_cpus("gw0", 2, [0, 1]) == [0] and pin_cpus("gw1", 2, [0, 1]) == [1]
+    assert pin_cpus("gw1", 2, [0, 1, 2, 3, 5]) == [2, 3]  # the allowed CPUs, split evenly
+    assert pin_cpus("gw2", 2, [0, 1]) == [0]  # a crashed worker's replacement
+    assert pin_cpus("gw0", 3, [0, 1]) is None and pin_cpus("gw0", 1, [0, 1]) is None  # too few CPUs; one worker
+    assert pin_cpus("controller", 2, [0, 1]) is None
+
+
+_AFFINITY_PROBE = """
+import json, os
+def pytest_sessionfinish(session):
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker:
+        with open(os.environ["AFFINITY_OUT"] + "/" + worker + ".json", "w") as out:
+            json.dump(sorted(os.sched_getaffinity(0)), out)
+"""
+
+
 @pytest.mark.parametrize(("group_by", "kept"), [("model", True), ("none", False)])
 def test_a_real_two_worker_run_keeps_each_model_on_one_worker(two_model_zoo, tmp_path, group_by, kept):
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "conformance/", "-n", "2"]
+    (tmp_path / "affinity_probe.py").write_text(_AFFINITY_PROBE)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "affinity_probe", "-v", "conformance/"]
+    command += ["-n", "2"]
     command += ["--zoo", str(two_model_zoo), "--zoo-report", str(tmp_path / "report"), "--backends", "cpu"]
     command += ["--zoo-models", "digits_a,digits_b", "--precisions", "fp32,w8a8,w8a16", "--zoo-group-by", group_by]
-    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tmp_path / "cache"))
+    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tmp_path / "cache"), AFFINITY_OUT=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    allowed = sorted(os.sched_getaffinity(0))
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    if len(allowed) >= 2:  # each worker on its own half of the CPUs this test may use
+        cpus = [json.loads((tmp_path / f"{w}.json").read_text()) for w in ("gw0", "gw1")]
+        assert cpus == [pin_cpus("gw0", 2, allowed), pin_cpus("gw1", 2, allowed)]
     first = _first_model_per_worker(done.stdout)
     assert set(first) == {"gw0", "gw1"}, done.stdout[-2000:]
     # ours starts the two workers on different models; xdist's own load sends both digits_a cells first

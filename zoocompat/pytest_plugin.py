@@ -169,6 +169,34 @@ def _share_cores(config: pytest.Config) -> None:
         os.environ.setdefault(name, threads)
     if "torch" in sys.modules:  # imported already (a plugin at start-up): OMP_NUM_THREADS came too late
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if _wants_matrix(config):
+        _pin_worker(config.workerinput.get("workerid", ""), workers)  # type: ignore[attr-defined]
+
+
+def pin_cpus(worker: str, workers: int, allowed: list[int]) -> list[int] | None:
+    """The CPUs worker ``gwN`` of ``workers`` keeps to: its own ``len(allowed) // workers`` of them
+    (``None``: fewer CPUs than workers, or not an xdist worker id).
+    """
+    share = len(allowed) // workers if workers > 1 else 0
+    if share < 1 or not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    index = int(worker[2:]) % workers  # a replacement for a crashed worker (gw2 of 2) reuses a slot
+    return allowed[index * share : (index + 1) * share]
+
+
+def _pin_worker(worker: str, workers: int) -> None:
+    """Keep this worker, and the runner processes it starts, to its share of the CPUs.
+
+    The QNN HTP emulator runs helper threads that spin on any free core while it
+    works; unpinned, two workers' emulators take cores from each other and from the
+    other worker's calibration (measured: a cell 55% slower under ``-n 2``). Pinned,
+    each worker's cells run as fast as alone. ``ZOOCOMPAT_PIN_WORKERS=0`` turns it off.
+    """
+    if os.environ.get("ZOOCOMPAT_PIN_WORKERS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = pin_cpus(worker, workers, sorted(os.sched_getaffinity(0)))
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -190,6 +218,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._zoocompat_known = _known_failures(config, set(cards))  # type: ignore[attr-defined]
     if _is_controller(config) and _wants_matrix(config):
         report = _report(config)
+        config._zoocompat_timings = _previous_timings(config, report)  # type: ignore[attr-defined]
         if config.getoption("resume"):
             _write_resume_snapshot(report)
             if (report.root / "run.json").exists():
@@ -208,6 +237,18 @@ def pytest_configure(config: pytest.Config) -> None:
             for i, sdk in enumerate(sdk_ids if getattr(backend, "sdk_axis", False) else sdk_ids[:1]):
                 run.backends[name if i == 0 else f"{name}-{sdk}"] = backend.describe(sdk)
         report.write_run(run)
+
+
+def _previous_timings(config: pytest.Config, report: ReportDir) -> dict[str, float]:
+    """Seconds per cell id from ``--shard-durations`` or the report folder's last ``results.json`` (before this
+    run replaces it): what the scheduler expects each cell to take. Unreadable history is no history.
+    """
+    option = config.getoption("shard_durations")
+    path = Path(option) if option else report.root / "results.json"
+    try:
+        return load_durations(path) if path.exists() else {}
+    except ShardError:
+        return {}
 
 
 def _configure_backends(config: pytest.Config) -> None:
@@ -372,13 +413,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under ``--dist load`` (what ``-n`` implies), hand a worker the cells of the model it already works on
-    first (:mod:`zoocompat.schedule`); ``--zoo-group-by none`` or another ``--dist`` keeps xdist's own.
+    first, longest first (:mod:`zoocompat.schedule`); ``--zoo-group-by none`` or another ``--dist`` keeps
+    xdist's own.
     """
     if config.getoption("dist") != "load" or config.getoption("zoo_group_by") == "none" or not _wants_matrix(config):
         return None
-    from zoocompat.schedule import ModelAffinityScheduling
+    from zoocompat.schedule import ModelAffinityScheduling, expected_seconds
 
-    return ModelAffinityScheduling(config, log, {cell.id: _xdist_group(config, cell) for cell in _cells(config)})
+    cells = _cells(config)
+    seconds = expected_seconds(cells, _zoo(config)[0], getattr(config, "_zoocompat_timings", {}))
+    return ModelAffinityScheduling(config, log, {cell.id: _xdist_group(config, cell) for cell in cells}, seconds)
 
 
 @pytest.hookimpl(optionalhook=True)

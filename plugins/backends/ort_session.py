@@ -252,6 +252,10 @@ class _Server:
                 self.process.wait()
 
 
+#: environment variables that change between runs but mean nothing to a runner (pytest sets this one per test)
+_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
+
+
 class RunnerPool:
     """Long-lived runner processes, one per Python interpreter and environment, used one run at a time.
 
@@ -270,7 +274,7 @@ class RunnerPool:
 
     def run(self, python: str, request_path: Path, timeout_s: float) -> int:
         """Run one request (see :meth:`_Server.request`); a dead or hung process is not used again."""
-        env = dict(os.environ)
+        env = {name: value for name, value in os.environ.items() if name not in _VOLATILE_ENV}
         key = hashlib.sha256(json.dumps([python, sorted(env.items())]).encode()).hexdigest()
         with self._lock:
             server = self._servers.pop(key, None)
