@@ -41,9 +41,11 @@ Definitions (all wall seconds, ``time.perf_counter``):
   ``overhead_ratio_vs_bare`` divides the same wall by the bare sessions'
   create + run time instead.
 - ``htp_throughput_ratio`` = bare QNN session time / the htp backend's run
-  time on the same QDQ models and inputs: the backend's ``run`` (runner process,
-  warm context, its timed loop) and a bare in-process session, alternated
-  twice per cell, fastest of each; 1.0 = the runner costs nothing per sample.
+  time on the same QDQ models and inputs (the first ``--pair-samples``, 64 by
+  default, of each cell's evaluation split): the backend's ``run`` (runner
+  process, warm context, its timed loop) and a bare in-process session,
+  alternated twice per cell, fastest of each; 1.0 = the runner costs nothing
+  per sample.
 - ``htp_compile_warm_ratio`` = sum of the htp cells' ``compile_s`` in the rerun
   (session created from the cached QNN context) / in the cold run (compiling
   the graph).
@@ -230,9 +232,12 @@ def _bare_qnn_run(model: str, precision: str, inputs: dict) -> float:
     return time.perf_counter() - start
 
 
-def htp_throughput(cells: list[dict], cache: Path, work: Path, rounds: int = 2) -> dict[str, dict]:
+def htp_throughput(
+    cells: list[dict], cache: Path, work: Path, rounds: int = 2, samples: int | None = None
+) -> dict[str, dict]:
     """Per htp cell: the backend's run (its runner process, warm context) and a bare QNN session on the same
-    QDQ model and inputs, alternated ``rounds`` times; the fastest of each (the least disturbed by other load).
+    QDQ model and the first ``samples`` inputs (all: ``None``), alternated ``rounds`` times; the fastest of
+    each (the least disturbed by other load).
     """
     from plugins.backends.htp import HtpBackend
     from zoocompat.cache import ArtifactCache
@@ -250,7 +255,7 @@ def htp_throughput(cells: list[dict], cache: Path, work: Path, rounds: int = 2) 
         model = cell["artifacts"].get("qdq_onnx") or cell["artifacts"].get("fp32_onnx")
         if cell["backend"] != "htp" or cell["status"] == "skip" or not model:
             continue
-        inputs = runner.card_data(cards[cell["model"]]).eval_batch()
+        inputs = {k: v[:samples] for k, v in runner.card_data(cards[cell["model"]]).eval_batch().items()}
         backend_s, bare_s = [], []
         for i in range(rounds):
             compiled = backend.compile(Path(model), cell["precision"], cell["sdk"], work / f"{cell['id']}-{i}")
@@ -329,8 +334,15 @@ def main() -> None:
     parser.add_argument("--models")
     parser.add_argument("--backends")
     parser.add_argument("--precisions")
+    parser.add_argument(
+        "--pair-samples",
+        type=int,
+        default=64,
+        help="samples per htp cell in the throughput pairs (default 64; 0: all of them)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary caches and reports")
     args = parser.parse_args()
+    args.pair_samples = args.pair_samples or None
     selection = dict(QUICK if args.quick else FULL)
     for key in ("models", "backends", "precisions"):
         if getattr(args, key):
@@ -366,7 +378,7 @@ def main() -> None:
         rerun_cells = phases["rerun_n1"]["results"]["cells"]
         with _stdout_to_stderr():  # native libraries print to fd 1; stdout carries only the JSON
             bare = bare_sessions(rerun_cells, cache)
-            htp_pairs = htp_throughput(rerun_cells, cache, scratch / "htp-pairs")
+            htp_pairs = htp_throughput(rerun_cells, cache, scratch / "htp-pairs", samples=args.pair_samples)
         cli = cli_start()
         peak_rss = _rss(rss)
     finally:

@@ -169,34 +169,6 @@ def _share_cores(config: pytest.Config) -> None:
         os.environ.setdefault(name, threads)
     if "torch" in sys.modules:  # imported already (a plugin at start-up): OMP_NUM_THREADS came too late
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    if _wants_matrix(config):
-        _pin_worker(config.workerinput.get("workerid", ""), workers)  # type: ignore[attr-defined]
-
-
-def pin_cpus(worker: str, workers: int, allowed: list[int]) -> list[int] | None:
-    """The CPUs worker ``gwN`` of ``workers`` keeps to: its own ``len(allowed) // workers`` of them
-    (``None``: fewer CPUs than workers, or not an xdist worker id).
-    """
-    share = len(allowed) // workers if workers > 1 else 0
-    if share < 1 or not worker.startswith("gw") or not worker[2:].isdigit():
-        return None
-    index = int(worker[2:]) % workers  # a replacement for a crashed worker (gw2 of 2) reuses a slot
-    return allowed[index * share : (index + 1) * share]
-
-
-def _pin_worker(worker: str, workers: int) -> None:
-    """Keep this worker, and the runner processes it starts, to its share of the CPUs.
-
-    The QNN HTP emulator runs helper threads that spin on any free core while it
-    works; unpinned, two workers' emulators take cores from each other and from the
-    other worker's calibration (measured: a cell 55% slower under ``-n 2``). Pinned,
-    each worker's cells run as fast as alone. ``ZOOCOMPAT_PIN_WORKERS=0`` turns it off.
-    """
-    if os.environ.get("ZOOCOMPAT_PIN_WORKERS", "1") == "0" or not hasattr(os, "sched_setaffinity"):
-        return
-    cpus = pin_cpus(worker, workers, sorted(os.sched_getaffinity(0)))
-    if cpus:
-        os.sched_setaffinity(0, cpus)
 
 
 def pytest_configure(config: pytest.Config) -> None:
