@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.backends.ort_runner import EXIT_FAILED
 from zoocompat.api import Placement, RunResult
 from zoocompat.cache import ArtifactCache, key_of, sha256_file
 from zoocompat.errors import CellError
@@ -298,8 +299,6 @@ class RunnerPool:
 
 
 RUNNERS = RunnerPool()
-#: the runner's exit code for a failure it caught and reported (``ort_runner.EXIT_FAILED``)
-EXIT_FAILED = 3
 
 
 @dataclass
