@@ -97,7 +97,7 @@ def _children_cpu_s() -> float:
 
 
 def _seed_cache(cache: Path) -> None:
-    from zoocompat.cache import default_root
+    from zoocompat.api.cache import default_root
 
     source = default_root()
     for stage in SEEDED_STAGES:
@@ -140,14 +140,14 @@ def _sum(cells: list[dict], field: str, backend: str | None = None) -> float:
 def bare_sessions(cells: list[dict], cache: Path) -> dict[str, Any]:
     """Plain onnxruntime sessions on each cell's model and inputs; seconds to create and to run, per cell."""
     import onnxruntime as ort
+    from zoocompat_plugins.backends.htp import HtpBackend
 
-    from plugins.backends.htp import HtpBackend
-    from zoocompat import sdks
-    from zoocompat.cache import ArtifactCache
-    from zoocompat.cards import discover
-    from zoocompat.pipeline import CellRunner
-    from zoocompat.plugins import registry
-    from zoocompat.results import ReportDir
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import discover
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.pipeline import CellRunner
+    from zoocompat.sdk import releases as sdks
 
     reg = registry()
     cards, _ = discover(list(reg.zoo_dirs))
@@ -212,9 +212,9 @@ def _bare_qnn_run(model: str, precision: str, inputs: dict) -> float:
     """Seconds for one bare QNN EP session (the backend's provider options) to run every sample once."""
     import onnxruntime as ort
     import onnxruntime_qnn
+    from zoocompat_plugins.backends.htp import HtpBackend
 
-    from plugins.backends.htp import HtpBackend
-    from zoocompat import sdks
+    from zoocompat.sdk import releases as sdks
 
     if not any(d.ep_name == "QNNExecutionProvider" for d in ort.get_ep_devices()):
         ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
@@ -239,12 +239,13 @@ def htp_throughput(
     QDQ model and the first ``samples`` inputs (all: ``None``), alternated ``rounds`` times; the fastest of
     each (the least disturbed by other load).
     """
-    from plugins.backends.htp import HtpBackend
-    from zoocompat.cache import ArtifactCache
-    from zoocompat.cards import discover
-    from zoocompat.pipeline import CellRunner
-    from zoocompat.plugins import registry
-    from zoocompat.results import ReportDir
+    from zoocompat_plugins.backends.htp import HtpBackend
+
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import discover
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.pipeline import CellRunner
 
     reg = registry()
     cards, _ = discover(list(reg.zoo_dirs))

@@ -2,7 +2,7 @@
 
 For every model and precision it quantizes the model's canonical ONNX with
 each technique, scores the QDQ model on the ``cpu`` backend over the card's
-evaluation split (``zoocompat.quantize_cli.quantize_card``, the same code as
+evaluation split (``zoocompat.run.quantize.quantize_card``, the same code as
 ``zoocompat quantize``) and records the metric, the drop against FP32 and the
 seconds the technique took (calibration, AdaRound, fine-tuning, export; the
 model's conversion is cached and not counted). Techniques: the aimet_onnx
@@ -36,8 +36,8 @@ DEFAULT_TECHNIQUES = "ptq,cle,adaround,qat,ort"
 
 def measure(runner: Any, model: str, precision: str, technique: str, work: Path) -> dict[str, Any]:
     """One technique on one model: metric, drop and seconds, or the error."""
-    from zoocompat.errors import CellError
-    from zoocompat.quantize_cli import quantize_card
+    from zoocompat.api.errors import CellError
+    from zoocompat.run.quantize import quantize_card
 
     quantizer, name = ("ort", "ptq") if technique == "ort" else (None, technique)
     began = time.perf_counter()
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--md", type=Path, default=None, help="also write the Markdown table here")
     args = parser.parse_args()
 
-    from zoocompat.quantize_cli import find_card, fp32_value, make_runner
+    from zoocompat.run.quantize import find_card, fp32_value, make_runner
 
     runner = make_runner()
     started = time.perf_counter()

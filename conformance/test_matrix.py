@@ -6,7 +6,7 @@ Each cell's record lands in ``reports/latest/cells/`` as it finishes, and the
 session writes ``reports/latest/results.json`` and ``support.md``.
 """
 
-from zoocompat.pytest_plugin import run_cell_test
+from zoocompat.pytest_plugin.plugin import run_cell_test
 
 
 def test_cell(zoo_cell, zoo_runner, zoo_known_failures):

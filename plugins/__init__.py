@@ -1,5 +1,5 @@
 """Built-in zoocompat plugins; each module registers through the `zoocompat` entry-point group."""
 
-from plugins.import_order import install as _install_import_order
+from zoocompat_plugins.import_order import install as _install_import_order
 
 _install_import_order()

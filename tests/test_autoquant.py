@@ -10,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.autoquant import Skip, Trial, climb
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.run.autoquant import Skip, Trial, climb
 
 
 def _fake(scores: dict[tuple[str, str], float | Exception]):
@@ -125,12 +125,12 @@ def test_real_climb_on_the_linear_digits_model(tmp_path, monkeypatch):
 def test_matrix_auto_cell_runs_the_ladder_result_on_the_backend(tmp_path, monkeypatch):
     """Quant mode ``auto``: the cell's QDQ model is the ladder's choice, at the cell's precision."""
     pytest.importorskip("aimet_onnx")
-    from zoocompat.cache import ArtifactCache
-    from zoocompat.cards import load_card
-    from zoocompat.matrix import Cell
-    from zoocompat.pipeline import CellRunner
-    from zoocompat.plugins import registry
-    from zoocompat.results import ReportDir
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import load_card
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.matrix import Cell
+    from zoocompat.run.pipeline import CellRunner
 
     build_onnx(tmp_path / "model.onnx", *fit_weights())
     card_path = tmp_path / "digits_linear_auto.yaml"

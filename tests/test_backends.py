@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoocompat_plugins.backends.cpu import CpuBackend
+from zoocompat_plugins.backends.dsp import DspBackend
+from zoocompat_plugins.backends.gpu import REFERENCE_LABEL, GpuBackend, cuda_present
+from zoocompat_plugins.backends.htp import HtpBackend, sdk_id
+from zoocompat_plugins.backends.ort_session import RunnerModel, parse_placement
 
-from plugins.backends.cpu import CpuBackend
-from plugins.backends.dsp import DspBackend
-from plugins.backends.gpu import REFERENCE_LABEL, GpuBackend, cuda_present
-from plugins.backends.htp import HtpBackend, sdk_id
-from plugins.backends.ort_session import RunnerModel, parse_placement
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 
 def _conv_relu_det(path: Path, with_det: bool) -> Path:

@@ -23,13 +23,13 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.cache import ArtifactCache
-from zoocompat.cards import load_card
-from zoocompat.errors import CardError
-from zoocompat.matrix import Cell
-from zoocompat.pipeline import CellRunner
-from zoocompat.plugins import registry
-from zoocompat.results import CellRecord, ReportDir
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.errors import CardError
+from zoocompat.api.registry import registry
+from zoocompat.model.cards import load_card
+from zoocompat.report.results import CellRecord, ReportDir
+from zoocompat.run.matrix import Cell
+from zoocompat.run.pipeline import CellRunner
 
 pytestmark = pytest.mark.bad_input
 ROOT = Path(__file__).parent.parent
@@ -264,7 +264,7 @@ def _symlink_out(corpus: Corpus, folder: Path, data: dict) -> None:
     os.symlink(outside, folder / "model.onnx")
 
 
-def _torch_card(weights: Callable[[Path], None], architecture: str = "zoo.models.mtcnn:ONet"):
+def _torch_card(weights: Callable[[Path], None], architecture: str = "zoocompat_zoo.models.mtcnn:ONet"):
     def breaks(corpus: Corpus, folder: Path, data: dict) -> None:
         weights(folder / "weights.pt")
         onet = yaml.safe_load((ROOT / "zoo" / "cards" / "mtcnn_onet.yaml").read_text())
@@ -393,7 +393,7 @@ CELL_CASES = [
         _torch_card(_torch_save(lambda: __import__("torch").nn.Linear(2, 2).state_dict())),
         "fail",
         "bad_input",
-        ["weights do not fit", "zoo.models.mtcnn:ONet"],
+        ["weights do not fit", "zoocompat_zoo.models.mtcnn:ONet"],
     ),
     CellCase(
         "state-dict-with-code",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zoocompat.cache import ArtifactCache, key_of
+from zoocompat.api.cache import ArtifactCache, key_of
 
 
 def test_builds_once_and_verifies(tmp_path):

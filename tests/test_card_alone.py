@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from zoocompat.cache import sha256_file
-from zoocompat.cards import PypiFileSource
-from zoocompat.sources import fetch_pypi_file, sha256_folder
+from zoocompat.api.cache import sha256_file
+from zoocompat.model.cards import PypiFileSource
+from zoocompat.model.sources import fetch_pypi_file, sha256_folder
 
 ROOT = Path(__file__).parent.parent
 
@@ -72,8 +72,7 @@ def _user_keras_model(folder: Path) -> None:
     digits train split, its weights set in closed form (no training, so the test stays quick).
     """
     import keras
-
-    from plugins.datasets.images import DigitsDataset
+    from zoocompat_plugins.datasets.images import DigitsDataset
 
     pool = DigitsDataset().load("train", 0, {})
     pixels = (pool.samples / 16.0).reshape(len(pool.labels), -1)

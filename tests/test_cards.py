@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ZOO
-from zoocompat.cards import discover, load_card
-from zoocompat.errors import CardError
+from zoocompat.api.errors import CardError
+from zoocompat.model.cards import discover, load_card
 
 
 def test_default_zoo_cards_are_valid():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from zoocompat_plugins.metrics.classification import Auc, BinaryAccuracy, Top1
 
-from plugins.metrics.classification import Auc, BinaryAccuracy, Top1
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 
 def test_auc_per_sample_mean_is_the_roc_auc():

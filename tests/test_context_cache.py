@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.ort_session import CONTEXT_STAGE
 
-from plugins.backends.htp import HtpBackend
-from plugins.backends.ort_session import CONTEXT_STAGE
 from tests.test_backends import _conv_relu_det, _qdq
-from zoocompat import sdks
+from zoocompat.sdk import releases as sdks
 
 needs_htp = pytest.mark.skipif(HtpBackend().available(None) is not None, reason="onnxruntime-qnn not installed")
 OTHER_SDK = "qnn-2.47"
@@ -102,7 +102,7 @@ def test_a_context_that_no_longer_loads_is_compiled_again_not_trusted(tmp_path):
     # a context that matches its manifest but does not load (say, a QNN library swapped in place)
     binary = next(entry.glob("*_qnn.bin"))
     binary.write_bytes(b"not a QNN context")
-    from zoocompat.cache import MANIFEST, _manifest
+    from zoocompat.api.cache import MANIFEST, _manifest
 
     (entry / MANIFEST).write_text(json.dumps(_manifest(entry), indent=1))
     fallback = backend.compile(model, "w8a8", None, tmp_path / "fallback").run(_inputs())

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.qnn_device import net_run_args
 
-from plugins.backends.htp import HtpBackend
-from plugins.backends.qnn_device import net_run_args
-from zoocompat import device
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.sdk import device
 
 R = device.REMOTE_ROOT
 
@@ -161,8 +161,8 @@ def test_one_device_per_xdist_worker():
 
 def test_each_worker_configures_its_own_device(monkeypatch):
     """The pytest plugin hands worker gw1 the second device: the htp backend's description names it."""
-    from zoocompat import pytest_plugin
-    from zoocompat.plugins import registry
+    from zoocompat.api.registry import registry
+    from zoocompat.pytest_plugin import plugin as pytest_plugin
 
     class WorkerConfig:
         workerinput = {"workerid": "gw1"}

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoocompat.diagnose import bisect_first_bad, diagnose_failure, first_below, should_diagnose, summarize
-from zoocompat.matrix import Cell
-from zoocompat.results import CellRecord, Diagnosis, LayerFinding, LayerSqnr, MetricResult
+from zoocompat.diagnose.layers import bisect_first_bad, diagnose_failure, first_below, should_diagnose, summarize
+from zoocompat.report.results import CellRecord, Diagnosis, LayerFinding, LayerSqnr, MetricResult
+from zoocompat.run.matrix import Cell
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plugins.diagnostics import (  # noqa: E402
+from zoocompat.diagnose.first_bad import (  # noqa: E402
     activation_pairs,
     backend_vs_cpu,
     fp32_vs_qdq,
@@ -27,7 +27,7 @@ from plugins.diagnostics import (  # noqa: E402
     prefix_model,
     run_cpu,
 )
-from zoocompat.repro import ReproCase, write_repro  # noqa: E402
+from zoocompat.diagnose.repro import ReproCase, write_repro  # noqa: E402
 
 LAYERS = [
     ("mm1", "MatMul", "w1"),
@@ -344,9 +344,9 @@ def test_results_schema_carries_the_diagnosis(tmp_path: Path):
 
 
 def test_reports_show_the_diagnosis():
-    from zoocompat.html_report import render_html
-    from zoocompat.results import Results, RunInfo
-    from zoocompat.table import render_markdown
+    from zoocompat.report.html import render_html
+    from zoocompat.report.results import Results, RunInfo
+    from zoocompat.report.table import render_markdown
 
     layers = [LayerSqnr(layer="pool", op_type="AveragePool", tensor="p", sqnr_db=4.5)]
     finding = LayerFinding(
@@ -373,8 +373,8 @@ def test_reports_show_the_diagnosis():
 
 
 def test_repro_picks_the_problem_and_finds_the_cell():
-    from zoocompat.repro import ReproError, _kind, find_cell
-    from zoocompat.results import Coverage, Results, RunInfo
+    from zoocompat.diagnose.repro import ReproError, _kind, find_cell
+    from zoocompat.report.results import Coverage, Results, RunInfo
 
     fallback = _record(
         category=None,

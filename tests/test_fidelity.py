@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoocompat.fidelity import THRESHOLD_DB, fidelity_problem
-from zoocompat.metrics import sqnr_db
+from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
+from zoocompat.verdict.stats import sqnr_db
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from zoocompat.cli import main
-from zoocompat.gate import (
+from zoocompat.gate.compare import (
     bisect_regressions,
     cell_key,
     compare,
@@ -19,7 +19,7 @@ from zoocompat.gate import (
     releases_between,
     render_markdown,
 )
-from zoocompat.results import Results
+from zoocompat.report.results import Results
 
 LATEST = Path(__file__).parent / "data" / "results-slice.json"  # a frozen real run (the first slice)
 HTP_W8A8 = "mtcnn_onet-pytorch-htp-w8a8-ptq"
@@ -224,7 +224,7 @@ def _sdk_runs(regressed_on: str | None = None):
 
 def _injected_runner(first_bad: str, calls: list[str]):
     """A run_cell that 'reruns' the cell: the baseline record before ``first_bad``, the failure from it on."""
-    from zoocompat.gate import _release_order
+    from zoocompat.gate.compare import _release_order
 
     def run_cell(record, sdk):
         calls.append(sdk)

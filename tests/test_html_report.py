@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from zoocompat.cli import main
-from zoocompat.html_report import render_html
-from zoocompat.results import Results
-from zoocompat.table import render_markdown
+from zoocompat.report.html import render_html
+from zoocompat.report.results import Results
+from zoocompat.report.table import render_markdown
 
 LATEST = Path(__file__).parent / "data" / "results-slice.json"  # a frozen real run (the first slice)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -113,7 +113,7 @@ def test_cli_writes_html(tmp_path):
 
 
 def test_html_format_does_not_import_matplotlib_at_cli_start():
-    code = "import sys, zoocompat.cli, zoocompat.html_report; print('matplotlib' in sys.modules)"
+    code = "import sys, zoocompat.cli, zoocompat.report.html; print('matplotlib' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoocompat.errors import CellError
-from zoocompat.input_list import read_input_list, write_input_list
+from zoocompat.api.errors import CellError
+from zoocompat.model.input_list import read_input_list, write_input_list
 
 SHAPE = [1, 1, 4, 4]
 

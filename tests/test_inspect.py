@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from zoocompat.cli import main
-from zoocompat.inspect_model import find_encodings, inspect_onnx
+from zoocompat.report.inspect import find_encodings, inspect_onnx
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -126,6 +126,6 @@ def test_cli_text_json_csv_and_errors(tmp_path):
 
 
 def test_cli_start_imports_no_onnx():
-    code = "import sys, zoocompat.cli, zoocompat.inspect_model; print('onnx' in sys.modules)"
+    code = "import sys, zoocompat.cli, zoocompat.report.inspect; print('onnx' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

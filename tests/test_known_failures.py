@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoocompat.cards import discover
-from zoocompat.known_failures import (
+from zoocompat.api.registry import registry
+from zoocompat.gate.known_failures import (
     KnownFailures,
     KnownFailuresError,
     dump_known_failures,
     load_known_failures,
     parse_known_failures,
 )
-from zoocompat.plugins import registry
-from zoocompat.results import CellRecord, MetricResult
+from zoocompat.model.cards import discover
+from zoocompat.report.results import CellRecord, MetricResult
 
 ROOT = Path(__file__).parent.parent
 SHIPPED = ROOT / "conformance" / "known_failures.yaml"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import ZOO
-from zoocompat.cards import discover
-from zoocompat.matrix import Selection, build_cells
+from zoocompat.model.cards import discover
+from zoocompat.run.matrix import Selection, build_cells
 
 BACKENDS = {"cpu": ("fp32", "w8a8"), "htp": ("fp16", "w8a8")}
 MODES = {"aimet_onnx": ("ptq",)}

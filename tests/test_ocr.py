@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from zoocompat_plugins.datasets.text import TextLinesDataset, TextPagesDataset
+from zoocompat_plugins.metrics.ocr import CharAccuracy, ExactMatch, TextRegionHmean, ctc_greedy_decode, edit_distance
 
-from plugins.datasets.text import TextLinesDataset, TextPagesDataset
-from plugins.metrics.ocr import CharAccuracy, ExactMatch, TextRegionHmean, ctc_greedy_decode, edit_distance
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 TABLE = ("", "a", "b", "c", " ")
 

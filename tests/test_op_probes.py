@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.ort_session import parse_placement
 
-from plugins import op_probes
-from plugins.backends.htp import HtpBackend
-from plugins.backends.ort_session import parse_placement
 from tests.conftest import DATA
-from zoocompat import ops_table
-from zoocompat.cache import ArtifactCache
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.errors import CellError
 from zoocompat.cli import main
-from zoocompat.errors import CellError
+from zoocompat.diagnose import op_probes
+from zoocompat.diagnose import ops as ops_table
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plugins.backends.ort_session import parse_placement
+from zoocompat_plugins.backends.ort_session import parse_placement
+
 from tests.conftest import DATA
 
 

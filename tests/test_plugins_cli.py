@@ -8,8 +8,8 @@ import sys
 
 from click.testing import CliRunner
 
+from zoocompat.api.registry import build_registry
 from zoocompat.cli import main
-from zoocompat.plugins import build_registry
 
 
 def test_builtin_plugins_register_through_entry_points():
@@ -60,7 +60,7 @@ def test_cli_table_on_bad_file_exits_2(tmp_path):
 def test_core_and_cli_import_no_ml_framework():
     code = (
         "import sys; from click.testing import CliRunner; from zoocompat.cli import main; "
-        "import zoocompat.pipeline, zoocompat.pytest_plugin; "
+        "import zoocompat.run.pipeline, zoocompat.pytest_plugin.plugin; "
         "r = CliRunner().invoke(main, ['plugins']); assert r.exit_code == 0, r.output; "
         "bad = [m for m in ('torch', 'tensorflow', 'onnxruntime', 'onnx', 'aimet_onnx', 'keras') if m in sys.modules]; "
         "print(bad)"

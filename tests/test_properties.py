@@ -15,10 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.quantizers.encodings import load_encodings
-from zoocompat.cards import load_card, parse_card
-from zoocompat.errors import CardError, CellError
-from zoocompat.results import ResultsError, load_results
+from zoocompat.api.encodings import load_encodings
+from zoocompat.api.errors import CardError, CellError
+from zoocompat.model.cards import load_card, parse_card
+from zoocompat.report.results import ResultsError, load_results
 
 pytestmark = pytest.mark.bad_input
 ROOT = Path(__file__).parent.parent

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.cache import ArtifactCache
-from zoocompat.cards import load_card
-from zoocompat.matrix import Cell, Selection, build_cells
-from zoocompat.pipeline import CellRunner
-from zoocompat.plugins import registry
-from zoocompat.results import ReportDir
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.registry import registry
+from zoocompat.model.cards import load_card
+from zoocompat.report.results import ReportDir
+from zoocompat.run.matrix import Cell, Selection, build_cells
+from zoocompat.run.pipeline import CellRunner
 
 pytest.importorskip("aimet_torch")
 

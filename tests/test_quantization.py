@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from zoocompat_plugins.quantizers.aimet_onnx import AimetOnnxQuantizer, parse_technique
+from zoocompat_plugins.quantizers.ort_static import OrtStaticQuantizer
 
-from plugins.quantizers.aimet_onnx import AimetOnnxQuantizer, parse_technique
-from plugins.quantizers.encodings import convert_encodings, count_encodings, load_encodings
-from plugins.quantizers.ort_static import OrtStaticQuantizer
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.errors import CellError
+from zoocompat.api.encodings import convert_encodings, count_encodings, load_encodings
+from zoocompat.api.errors import CellError
 
 pytest.importorskip("aimet_onnx")
 
@@ -264,7 +264,7 @@ def digits_card(tmp_path, monkeypatch) -> Path:
 
 def test_quantize_cli_json_with_an_input_list(digits_card, tmp_path):
     from zoocompat.cli import main
-    from zoocompat.input_list import write_input_list
+    from zoocompat.model.input_list import write_input_list
 
     rng = np.random.default_rng(0)
     samples = [{"input": (rng.integers(0, 17, (1, 8, 8, 1)) / 16).astype(np.float32)} for _ in range(10)]
@@ -298,7 +298,7 @@ def test_adaround_after_tensorflow_in_the_same_process(cnn, tmp_path):
     path, _ = cnn
     code = (
         "import sys, numpy as np, tensorflow\n"
-        "from plugins.quantizers.aimet_onnx import AimetOnnxQuantizer\n"
+        "from zoocompat_plugins.quantizers.aimet_onnx import AimetOnnxQuantizer\n"
         "q = AimetOnnxQuantizer(); q.adaround_iterations = 2\n"
         "samples = [{'input': np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)}]\n"
         f"r = q.quantize({str(path)!r}, samples, 'w8a8', 'adaround', {str(tmp_path)!r})\n"
@@ -312,8 +312,7 @@ def test_adaround_after_tensorflow_in_the_same_process(cnn, tmp_path):
 def test_stale_float_data_after_cle_is_cleared():
     """aimet-onnx CLE writes raw_data and leaves the old float_data: the checker would reject the model."""
     from onnx import TensorProto, helper
-
-    from plugins.quantizers.aimet_onnx import _drop_stale_typed_data
+    from zoocompat_plugins.quantizers.aimet_onnx import _drop_stale_typed_data
 
     tensor = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
     tensor.raw_data = np.asarray([3.0, 4.0], np.float32).tobytes()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from zoocompat.results import (
+from zoocompat.report.results import (
     CellRecord,
     Coverage,
     MetricResult,
@@ -15,7 +15,7 @@ from zoocompat.results import (
     RunInfo,
     load_results,
 )
-from zoocompat.table import render_csv, render_markdown, summary_line
+from zoocompat.report.table import render_csv, render_markdown, summary_line
 
 
 def _record(**overrides) -> CellRecord:
@@ -100,14 +100,14 @@ def test_json_schema_in_docs_is_current():
     """docs/results.schema.json is generated from the pydantic models; regenerate it when they change."""
     from pathlib import Path
 
-    from zoocompat.results import Results
+    from zoocompat.report.results import Results
 
     path = Path(__file__).parent.parent / "docs" / "results.schema.json"
     assert json.loads(path.read_text()) == Results.model_json_schema()
 
 
 def test_wilson_interval_and_sqnr():
-    from zoocompat.metrics import sqnr_db, wilson_interval
+    from zoocompat.verdict.stats import sqnr_db, wilson_interval
 
     low, high = wilson_interval(160, 160)
     assert high == 1.0 and 0.97 < low < 0.98  # all right on 160 samples: at least ~97.7%

@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat import reuse
-from zoocompat.cache import ArtifactCache
-from zoocompat.cards import load_card
-from zoocompat.matrix import Cell
-from zoocompat.pipeline import CellRunner
-from zoocompat.plugins import registry
-from zoocompat.results import ReportDir
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.registry import registry
+from zoocompat.model.cards import load_card
+from zoocompat.report.results import ReportDir
+from zoocompat.run import reuse
+from zoocompat.run.matrix import Cell
+from zoocompat.run.pipeline import CellRunner
 
 
 @pytest.fixture

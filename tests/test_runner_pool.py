@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoocompat_plugins.backends.cpu import CpuBackend
+from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.ort_session import RUNNERS, RunnerModel
 
-from plugins.backends.cpu import CpuBackend
-from plugins.backends.htp import HtpBackend
-from plugins.backends.ort_session import RUNNERS, RunnerModel
 from tests.test_backends import _conv_relu_det, _fake_python, _qdq
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 needs_htp = pytest.mark.skipif(HtpBackend().available(None) is not None, reason="onnxruntime-qnn not installed")
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.cards import discover
-from zoocompat.matrix import Cell
-from zoocompat.schedule import ModelAffinityScheduling, cell_id_of, expected_seconds
+from zoocompat.model.cards import discover
+from zoocompat.pytest_plugin.schedule import ModelAffinityScheduling, cell_id_of, expected_seconds
+from zoocompat.run.matrix import Cell
 
 ROOT = Path(__file__).parent.parent
 

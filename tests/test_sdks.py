@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from zoocompat_plugins.backends.htp import HtpBackend
 
-from plugins.backends.htp import HtpBackend
 from tests.conftest import ZOO
 from tests.test_backends import _conv_relu_det
-from zoocompat import sdks
-from zoocompat.cache import ArtifactCache
-from zoocompat.cards import discover
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.registry import registry
 from zoocompat.cli import main
-from zoocompat.matrix import Cell, Selection, build_cells
-from zoocompat.pipeline import CellRunner
-from zoocompat.plugins import registry
-from zoocompat.results import ReportDir
+from zoocompat.model.cards import discover
+from zoocompat.report.results import ReportDir
+from zoocompat.run.matrix import Cell, Selection, build_cells
+from zoocompat.run.pipeline import CellRunner
+from zoocompat.sdk import releases as sdks
 
 
 @pytest.fixture

@@ -19,9 +19,17 @@ import pytest
 import yaml
 
 from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.results import load_results
-from zoocompat.shard import ShardError, ShardSpec, assign, load_durations, merge_results, parse_shard, select
-from zoocompat.table import render_markdown
+from zoocompat.pytest_plugin.shard import (
+    ShardError,
+    ShardSpec,
+    assign,
+    load_durations,
+    merge_results,
+    parse_shard,
+    select,
+)
+from zoocompat.report.results import load_results
+from zoocompat.report.table import render_markdown
 
 ROOT = Path(__file__).parent.parent
 MODELS = ("digits_a", "digits_b", "digits_c")

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoocompat_plugins.backends import snpe
+from zoocompat_plugins.backends.dsp import DspBackend
+from zoocompat_plugins.backends.htp import HtpBackend
 
-from plugins.backends import snpe
-from plugins.backends.dsp import DspBackend
-from plugins.backends.htp import HtpBackend
 from tests.test_backends import _conv_relu_det
-from zoocompat import sdks, snpe_io
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.sdk import releases as sdks
+from zoocompat.sdk import snpe_io
 
 TOOLS_DIR = "bin/x86_64-linux-clang"
 
@@ -105,7 +106,7 @@ def test_convert_quantize_run_and_info_commands_are_argument_lists():
 
 
 def test_raw_inputs_round_trip_as_float32_little_endian(tmp_path):
-    from zoocompat.input_list import read_input_list
+    from zoocompat.model.input_list import read_input_list
 
     rng = np.random.default_rng(0)
     batch = {"x": rng.standard_normal((3, 1, 4, 4)).astype(np.float64), "y.in": np.arange(6.0).reshape(3, 2)}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoocompat_plugins.backends.htp import STRICT_NPU, HtpBackend
 
-from plugins.backends.htp import STRICT_NPU, HtpBackend
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 needs_htp = pytest.mark.skipif(HtpBackend().available(None) is not None, reason="onnxruntime-qnn not installed")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoocompat.cache import ArtifactCache, sha256_file
-from zoocompat.cards import load_card, parse_card
-from zoocompat.errors import CellError
-from zoocompat.sources import resolve_source, sha256_folder, sha256_path
+from zoocompat.api.cache import ArtifactCache, sha256_file
+from zoocompat.api.errors import CellError
+from zoocompat.model.cards import load_card, parse_card
+from zoocompat.model.sources import resolve_source, sha256_folder, sha256_path
 
 ZOO = Path(__file__).parent.parent / "zoo" / "cards"
 TF_CARDS = ("keras_digits_cnn", "keras_mobilenetv2", "keras_savedmodel_mnist")
@@ -98,7 +98,7 @@ def test_recipe_may_produce_a_savedmodel_folder(tmp_path, monkeypatch):
 
 def test_frontend_loads_keras_file_and_savedmodel_folder_to_the_same_outputs(tmp_path):
     keras = pytest.importorskip("keras")
-    from plugins.frontends.tensorflow import TensorflowFrontend
+    from zoocompat_plugins.frontends.tensorflow import TensorflowFrontend
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

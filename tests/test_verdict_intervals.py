@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoocompat.metrics import mean_interval, paired_drop
+from zoocompat.verdict.stats import mean_interval, paired_drop
 
 
 def accuracy_pair(n: int, worse: int, better: int = 0) -> tuple[np.ndarray, np.ndarray]:

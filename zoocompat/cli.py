@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from zoocompat import __version__
-from zoocompat.errors import ZoocompatError
+from zoocompat.api.errors import ZoocompatError
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -31,7 +31,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
     """List registered plugins (kind, name, version, source)."""
-    from zoocompat.plugins import registry
+    from zoocompat.api.registry import registry
 
     reg = registry()
     infos = reg.infos()
@@ -53,8 +53,8 @@ def zoo() -> None:
 
 
 def _all_cards(extra: tuple[str, ...]):
-    from zoocompat.cards import discover
-    from zoocompat.plugins import registry
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import discover
 
     return discover(list(registry().zoo_dirs) + [Path(d) for d in extra])
 
@@ -64,7 +64,7 @@ def _all_cards(extra: tuple[str, ...]):
 @click.option("--zoo", "extra", multiple=True, help="extra folder of cards")
 def zoo_list(as_json: bool, extra: tuple[str, ...]) -> None:
     """Models: frontend, source, dataset, metric, FP32 reference and measured FP32 (from the cache)."""
-    from zoocompat.measured import measured_fp32
+    from zoocompat.model.measured import measured_fp32
 
     cards, errors = _all_cards(extra)
     models = []
@@ -99,8 +99,8 @@ def zoo_list(as_json: bool, extra: tuple[str, ...]) -> None:
 @click.argument("card", type=click.Path(path_type=Path))
 def zoo_check(card: Path) -> None:
     """Validate a card; errors name the field and what is expected."""
-    from zoocompat.cards import load_card
-    from zoocompat.plugins import registry
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import load_card
 
     try:
         loaded = load_card(card)
@@ -127,15 +127,15 @@ def zoo_check(card: Path) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
 def table(results: Path, fmt: str, output: Path | None) -> None:
     """Support table from a results.json: Markdown, one self-contained HTML page with plots, or CSV."""
-    from zoocompat.results import load_results
-    from zoocompat.table import render_csv, render_markdown
+    from zoocompat.report.results import load_results
+    from zoocompat.report.table import render_csv, render_markdown
 
     try:
         loaded = load_results(results)
     except ZoocompatError as error:
         _fail(str(error))
     if fmt == "html":
-        from zoocompat.html_report import render_html
+        from zoocompat.report.html import render_html
 
         text = render_html(loaded)
     else:
@@ -157,8 +157,8 @@ def merge(results: tuple[Path, ...], output: Path) -> None:
     the latest finish, and lists every file's host and command under
     ``run.host.parts``; disagreements between files are printed as warnings.
     """
-    from zoocompat.results import load_results, write_atomic
-    from zoocompat.shard import merge_results
+    from zoocompat.pytest_plugin.shard import merge_results
+    from zoocompat.report.results import load_results, write_atomic
 
     try:
         loaded = [load_results(p) for p in results]
@@ -191,14 +191,14 @@ def gate(
     Cells pair by id without the SDK suffix, so a qnn-2.47 run and a qnn-2.51
     run of the same cell are compared.
     """
-    from zoocompat.gate import gate_files, render_markdown
+    from zoocompat.gate.compare import gate_files, render_markdown
 
     try:
         report = gate_files(baseline, candidate, threshold, max_slowdown)
     except ZoocompatError as error:
         _fail(str(error))
     if bisect:
-        from zoocompat.gate_bisect import bisect_report
+        from zoocompat.gate.bisect import bisect_report
 
         bisect_report(report, baseline, candidate, progress=lambda line: click.echo(line, err=True))
     text = render_markdown(report)
@@ -223,7 +223,7 @@ def sdk() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def sdk_list(as_json: bool) -> None:
     """Known releases, installed or not, with the QNN core version read from each installed library."""
-    from zoocompat.sdks import listing
+    from zoocompat.sdk.releases import listing
 
     entries = listing()
     if as_json:
@@ -251,7 +251,7 @@ def sdk_install(sdk_id: str, force: bool, as_json: bool) -> None:
     """Build SDK_ID's isolated environment (numpy, onnxruntime, onnxruntime-qnn at pinned versions)."""
     from dataclasses import asdict
 
-    from zoocompat.sdks import SdkError, install, release
+    from zoocompat.sdk.releases import SdkError, install, release
 
     try:
         pinned = release(sdk_id)
@@ -273,7 +273,7 @@ def sdk_path(sdk_id: str, as_json: bool) -> None:
     """Print SDK_ID's python (first line) and QNN library folder (second line)."""
     from dataclasses import asdict
 
-    from zoocompat.sdks import SdkError, find, not_installed_reason, release
+    from zoocompat.sdk.releases import SdkError, find, not_installed_reason, release
 
     try:
         release(sdk_id)
@@ -301,7 +301,7 @@ def sdk_path(sdk_id: str, as_json: bool) -> None:
 @click.option("--no-cache", is_flag=True, help="probe again even where a cached result exists")
 def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_cache) -> None:
     """Per-op support table: single-op ONNX probes x precisions on a backend (or --diff two tables)."""
-    from zoocompat import ops_table
+    from zoocompat.diagnose import ops as ops_table
 
     if diff:
         try:
@@ -316,7 +316,7 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
             Path(md_file).write_text(text, encoding="utf-8")
         click.echo(json.dumps(changes, indent=1) if as_json else text, nl=not text.endswith("\n") or as_json)
         return
-    from zoocompat.plugins import registry
+    from zoocompat.api.registry import registry
 
     try:
         backend = registry().get("backend", backend_name)
@@ -366,7 +366,7 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
 @click.option("--csv", "as_csv", is_flag=True, help="one CSV row per layer")
 def inspect(artifact: Path, encodings: Path | None, as_json: bool, as_csv: bool) -> None:
     """Per-layer listing of an ONNX model (FP32 or QDQ) with shapes, parameters and encodings."""
-    from zoocompat.inspect_model import inspect_onnx, render_csv, render_text
+    from zoocompat.report.inspect import inspect_onnx, render_csv, render_text
 
     try:
         listing = inspect_onnx(artifact, encodings)
@@ -432,7 +432,7 @@ def quantize(
     as_json,
 ) -> None:
     """Convert MODEL (a zoo name or card file), quantize it, score the QDQ model on CPU."""
-    from zoocompat.quantize_cli import quantize_card
+    from zoocompat.run.quantize import quantize_card
 
     try:
         result = quantize_card(
@@ -480,8 +480,8 @@ def quantize(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (steps still print to stderr)")
 def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> None:
     """Climb PTQ -> CLE -> AdaRound -> w8a16 -> QAT until the accuracy drop is allowed."""
-    from zoocompat.autoquant import auto_quant
-    from zoocompat.quantize_cli import calibration_samples, find_card, make_runner
+    from zoocompat.run.autoquant import auto_quant
+    from zoocompat.run.quantize import calibration_samples, find_card, make_runner
 
     def show(step) -> None:
         value = "" if step.accuracy is None else f"{step.accuracy:.4f} (drop {step.drop * 100:.2f} points)"
@@ -545,9 +545,9 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
     import shutil
     import subprocess
 
-    from zoocompat.quantize_cli import make_runner
-    from zoocompat.repro import find_cell, plan_repro, write_repro
-    from zoocompat.results import load_results
+    from zoocompat.diagnose.repro import find_cell, plan_repro, write_repro
+    from zoocompat.report.results import load_results
+    from zoocompat.run.quantize import make_runner
 
     try:
         record = find_cell(load_results(results_path), cell_id)
@@ -564,7 +564,7 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
         return
     python = sys.executable
     if case.ep == "qnn" and case.sdk:
-        from zoocompat.sdks import find
+        from zoocompat.sdk.releases import find
 
         env = find(case.sdk)
         python = env.python if env else python

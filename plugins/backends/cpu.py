@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoocompat_plugins.backends.ort_session import RunnerModel
+
 import zoocompat
-from plugins.backends.ort_session import RunnerModel
-from zoocompat.plugins import distribution_version
+from zoocompat.api.registry import distribution_version
 
 
 class CpuBackend:

@@ -12,7 +12,7 @@ quantize and graph-output dequantize nodes that ``htp`` leaves to the CPU, so
 a passing ``dsp`` cell has every node of the QDQ graph on the accelerator.
 
 With ``--sdk snpe-<version>`` the same contract runs on SNPE's DSP runtime
-(``snpe-net-run --use_dsp``, no CPU fallback; :mod:`plugins.backends.snpe`),
+(``snpe-net-run --use_dsp``, no CPU fallback; :mod:`zoocompat_plugins.backends.snpe`),
 and with ``--device adb:SERIAL`` on a phone, like ``htp``.
 """
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.ort_session import RunnerModel
+from zoocompat_plugins.backends.snpe import is_snpe
+
 import zoocompat
-from plugins.backends.htp import HtpBackend
-from plugins.backends.ort_session import RunnerModel
-from plugins.backends.snpe import is_snpe
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 #: onnxruntime session option that turns any CPU fallback into a session error.
 STRICT = {"session.disable_cpu_ep_fallback": "1"}

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.backends.ort_session import RunnerModel
 
 import zoocompat
-from plugins.backends.ort_session import RunnerModel
-from plugins.onnx_fold import ort_basic_fold
 from zoocompat.api import Batch, Placement, RunResult
-from zoocompat.plugins import distribution_version
+from zoocompat.api.registry import distribution_version
+from zoocompat.model.onnx_fold import ort_basic_fold
 
 REFERENCE_LABEL = "gpu (fp16 reference, no GPU)"
 ADRENO_NOTE = "QNN GPU (libQnnGpu.so) needs an Adreno GPU (Snapdragon device); not used on this host"
@@ -48,7 +48,7 @@ def _deployment_folded(src: Path, dst: Path):
     """``src`` after the folding every deployment converter does before storing fp16.
 
     Constant subgraphs are folded and BatchNorm is fused into the preceding Conv
-    (:func:`plugins.onnx_fold.ort_basic_fold`), so statistics such as a
+    (:func:`zoocompat.model.onnx_fold.ort_basic_fold`), so statistics such as a
     running variance of 1e8, which never exist as fp16 tensors on a device, are
     not rounded to infinity here either.
     """
@@ -158,7 +158,7 @@ class GpuBackend:
     name = "gpu"
     precisions = ("fp16",)
     #: modules besides this package whose code shapes the outputs (zoocompat/reuse.py keys on them)
-    code_modules = ("plugins.onnx_fold",)
+    code_modules = ("zoocompat.model.onnx_fold",)
 
     def available(self, sdk: str | None) -> str | None:
         """Always runs: on a GPU when there is one, else as the fp16 reference."""

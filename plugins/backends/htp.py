@@ -17,17 +17,17 @@ binary into the artifact cache (``$ZOOCOMPAT_CACHE/htp_context``), keyed by
 the model's bytes and everything that shapes the binary (precision, SDK id and
 QNN core version, onnxruntime versions, ``htp_arch``, ``soc_model``, the fp16
 flag); later runs load it instead of compiling (see
-:class:`plugins.backends.ort_session.ContextCache`).
+:class:`zoocompat_plugins.backends.ort_session.ContextCache`).
 ``ZOOCOMPAT_HTP_CONTEXT_CACHE=0`` compiles every time.
 
 Strict mode (``--strict-npu``, :meth:`HtpBackend.configure`) creates the session
 with ``session.disable_cpu_ep_fallback=1``, as ``dsp`` always does: a graph the
 HTP cannot take whole fails as ``unsupported_op`` with the vendor's reason,
 so a passing cell is "fully on the NPU". Other SDKs: a local QNN SDK
-(``$QNN_SDK_ROOT``, see :mod:`zoocompat.sdks`) serves its ``libQnnHtp.so`` as
+(``$QNN_SDK_ROOT``, see :mod:`zoocompat.sdk.releases`) serves its ``libQnnHtp.so`` as
 ``backend_path``; ``--sdk snpe-<version>`` runs SNPE's tools instead
-(:mod:`plugins.backends.snpe`); ``--device adb:SERIAL`` runs the compiled
-context on a phone (:mod:`plugins.backends.qnn_device`).
+(:mod:`zoocompat_plugins.backends.snpe`); ``--device adb:SERIAL`` runs the compiled
+context on a phone (:mod:`zoocompat_plugins.backends.qnn_device`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoocompat_plugins.backends.ort_session import ContextCache, RunnerModel
+
 import zoocompat
-from plugins.backends.ort_session import ContextCache, RunnerModel
-from zoocompat import sdks
-from zoocompat.cache import default_root
-from zoocompat.sdks import SdkEnv, SdkError, qnn_core_version, sdk_id
+from zoocompat.api.cache import default_root
+from zoocompat.sdk import releases as sdks
+from zoocompat.sdk.releases import SdkEnv, SdkError, qnn_core_version, sdk_id
 
 __all__ = ["HtpBackend", "qnn_core_version", "qnn_package_dir", "sdk_id"]
 
@@ -78,19 +79,19 @@ class HtpBackend:
 
     def configure(self, strict_npu: bool = False, device: str | None = None) -> None:
         """Session-wide settings from the pytest options ``--strict-npu`` and ``--device adb:SERIAL``."""
-        from zoocompat.device import parse_device
+        from zoocompat.sdk.device import parse_device
 
         self.strict_npu = strict_npu
         self.device = parse_device(device)
 
     def _snpe(self):
-        from plugins.backends.snpe import SnpeRoute
+        from zoocompat_plugins.backends.snpe import SnpeRoute
 
         return SnpeRoute(self.name, self.strict_npu, self.device, self.htp_arch)
 
     def _device_sdk(self, env: SdkEnv | None):
         """The device side of ``env`` (a local QNN SDK with aarch64 libraries), or a reason it has none."""
-        from zoocompat.device import DeviceSdk
+        from zoocompat.sdk.device import DeviceSdk
 
         if env is None or env.source != "local" or not env.sdk_root:
             return None, (
@@ -116,12 +117,12 @@ class HtpBackend:
         """Needs onnxruntime-qnn with its libQnnHtp.so: the suite's own, or the requested SDK release's
         (SNPE's tools for ``snpe-*`` ids; the SDK's device files and adb for ``--device``).
         """
-        from plugins.backends.snpe import is_snpe
+        from zoocompat_plugins.backends.snpe import is_snpe
 
         if is_snpe(sdk):
             return self._snpe().available(sdk)
         if self.device:
-            from zoocompat.device import unavailable
+            from zoocompat.sdk.device import unavailable
 
             env = self._env(sdk)
             _, reason = self._device_sdk(env)
@@ -143,7 +144,7 @@ class HtpBackend:
 
     def describe(self, sdk: str | None) -> dict[str, Any]:
         """SDK id, QNN core version read from that release's library, onnxruntime versions, arch, strict, device."""
-        from plugins.backends.snpe import is_snpe
+        from zoocompat_plugins.backends.snpe import is_snpe
 
         if is_snpe(sdk):
             return self._snpe().describe(sdk)
@@ -207,7 +208,7 @@ class HtpBackend:
         """Prepare a QNN HTP session (compiled inside the runner on ``run``, or loaded from the context cache);
         strict with ``--strict-npu``; SNPE's tools for ``snpe-*`` ids; on the device with ``--device``.
         """
-        from plugins.backends.snpe import is_snpe
+        from zoocompat_plugins.backends.snpe import is_snpe
 
         if is_snpe(sdk):
             return self._snpe().compile(onnx_path, precision, sdk, workdir)
@@ -217,7 +218,7 @@ class HtpBackend:
         return self.runner(onnx_path, precision, sdk, workdir, context=self.context_cache(precision, sdk), **strict)
 
     def _on_device(self, host: RunnerModel, sdk: str | None):
-        from plugins.backends.qnn_device import QnnDeviceModel
+        from zoocompat_plugins.backends.qnn_device import QnnDeviceModel
 
         env = self._env(sdk)
         device_sdk, reason = self._device_sdk(env)

@@ -20,7 +20,7 @@ With ``context_dump`` in the request (QNN only), the session also writes its
 compiled QNN context as an EPContext model there (``ep.context_enable``,
 ``ep.context_file_path``, ``ep.context_embed_mode=0``: the ONNX beside a
 ``_qnn.bin`` context binary), which a later request loads as its ``model``
-without compiling the graph again (see :mod:`plugins.backends.ort_session`).
+without compiling the graph again (see :mod:`zoocompat_plugins.backends.ort_session`).
 
 With ``--serve`` it stays up and runs one request after another: it reads a
 request file's path per line on stdin, sends the request's session log and

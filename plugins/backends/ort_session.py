@@ -1,15 +1,15 @@
 """Parent side of the runner process, shared by the onnxruntime-based backends.
 
 :class:`RunnerModel` is a compiled model whose ``run`` starts
-``plugins.backends.ort_runner`` with an argument list (never a shell string),
+``zoocompat_plugins.backends.ort_runner`` with an argument list (never a shell string),
 waits for it with a timeout, and turns what happened into a
-:class:`zoocompat.api.RunResult` or a :class:`zoocompat.errors.CellError`
+:class:`zoocompat.api.RunResult` or a :class:`zoocompat.api.errors.CellError`
 (``crash`` for a signal, ``timeout`` for a hang, the runner's own message
 otherwise). Node placement is read from the session's verbose log.
 
 The runner is started as a script file under ``python`` in isolated mode
 (``-I``), not as a module of this package: an SDK release's own environment
-(see :mod:`zoocompat.sdks`) runs it without the suite installed, and nothing of
+(see :mod:`zoocompat.sdk.releases`) runs it without the suite installed, and nothing of
 the parent's environment leaks into it.
 
 :class:`RunnerPool` keeps one runner process per Python and environment alive
@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.backends.ort_runner import EXIT_FAILED
 
-from plugins.backends.ort_runner import EXIT_FAILED
 from zoocompat.api import Placement, RunResult
-from zoocompat.cache import ArtifactCache, key_of, sha256_file
-from zoocompat.errors import CellError
+from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
+from zoocompat.api.errors import CellError
 
 DEFAULT_TIMEOUT_S = 900.0
 RUNNER_SCRIPT = Path(__file__).with_name("ort_runner.py")

@@ -5,7 +5,7 @@ also writes the compiled QNN context (an EPContext model beside its
 ``*_qnn.bin`` context binary: ``ep.context_enable``, ``ep.context_embed_mode=0``).
 That context binary is what the device runs: ``qnn-net-run --backend
 libQnnHtp.so --retrieve_context model_qnn.bin --input_list ... --output_dir
-output``, pushed and run by :mod:`zoocompat.device` with the aarch64 libraries
+output``, pushed and run by :mod:`zoocompat.sdk.device` with the aarch64 libraries
 and the HTP skel of the cell's ``htp_arch`` from ``$QNN_SDK_ROOT`` (the
 onnxruntime-qnn wheel ships none). qnn-net-run takes float32 inputs and writes
 float32 outputs (it quantizes and dequantizes at the graph's boundary).
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from zoocompat_plugins.backends.ort_session import RunnerModel
 
-from plugins.backends.ort_session import RunnerModel
-from zoocompat import device as adb_device
-from zoocompat import snpe_io
 from zoocompat.api import RunResult
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.sdk import device as adb_device
+from zoocompat.sdk import snpe_io
 
 __all__ = ["QnnDeviceModel", "context_config", "net_run_args"]
 
@@ -65,7 +65,7 @@ class QnnDeviceModel:
         """Compile on the host with one sample, check the whole graph is in one context, run all samples on the
         device and read the outputs back.
         """
-        from plugins.backends.snpe import _output_shapes
+        from zoocompat_plugins.backends.snpe import _output_shapes
 
         workdir = self.host.workdir
         ctx = workdir / "context" / "model_ctx.onnx"

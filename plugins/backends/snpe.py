@@ -18,8 +18,8 @@ table and gate:
    coverage (layers the runtime supports / all layers, the others by type);
 4. ``snpe-net-run --container model.dlc --input_list input_list.txt --output_dir
    output`` plus the runtime flag, on the host or, with ``--device adb:SERIAL``,
-   on a phone (:mod:`zoocompat.device`); ``output/Result_N/<name>.raw`` are read
-   back with the model's output shapes (:mod:`zoocompat.snpe_io`).
+   on a phone (:mod:`zoocompat.sdk.device`); ``output/Result_N/<name>.raw`` are read
+   back with the model's output shapes (:mod:`zoocompat.sdk.snpe_io`).
 
 Runtimes and precisions: ``htp`` -> ``--use_dsp`` (the DSP runtime runs on the
 HTP of V68+ SoCs), ``w8a8`` / ``w8a16``, with ``--enable_cpu_fallback`` unless
@@ -47,10 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from zoocompat import device as adb_device
-from zoocompat import sdks, snpe_io
 from zoocompat.api import Placement, RunResult
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.sdk import device as adb_device
+from zoocompat.sdk import releases as sdks
+from zoocompat.sdk import snpe_io
 
 __all__ = [
     "PRECISIONS",

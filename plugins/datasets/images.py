@@ -18,9 +18,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import zoocompat
 from zoocompat.api import LabeledPool
-from zoocompat.cards import PypiFileSource
-from zoocompat.errors import CellError
-from zoocompat.sources import fetch_pypi_file
+from zoocompat.api.errors import CellError
+from zoocompat.model.cards import PypiFileSource
+from zoocompat.model.sources import fetch_pypi_file
 
 from .params import check_params as _check_params
 from .params import check_split as _check_split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 SPLITS = ("train", "test")
 

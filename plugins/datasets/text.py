@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import zoocompat
 from zoocompat.api import LabeledPool
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 from .params import bool_param, check_params, check_seed, check_split, int_param
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from plugins.onnx_fold import ort_basic_fold
-from zoocompat.cards import Card
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.model.cards import Card
+from zoocompat.model.onnx_fold import ort_basic_fold
 
 
 def _rename(graph, old: str, new: str) -> None:
@@ -101,7 +101,7 @@ def _fold_shape_chains(model, path: Path):
 
     Exporters that traced dynamic shapes (Paddle2ONNX, tf2onnx) leave these
     chains behind; QNN cannot place a node whose shape is computed at run
-    time; :func:`plugins.onnx_fold.ort_basic_fold` folds them.
+    time; :func:`zoocompat.model.onnx_fold.ort_basic_fold` folds them.
     """
     import onnx
 

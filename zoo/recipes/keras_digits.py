@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plugins.datasets.images import DigitsDataset
+from zoocompat_plugins.datasets.images import DigitsDataset
 
 MODEL_FILE = "digits_cnn.keras"
 INPUT_SCALE = 1 / 16  # digits pixels are 0..16; the card's preprocess.scale must match

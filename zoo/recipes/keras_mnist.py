@@ -9,7 +9,7 @@
   ``source: {kind: file, path: my_model/}`` card.
 
 Training images go through the core's own preprocessing
-(:func:`zoocompat.data.preprocess_image`) with the same values as the cards'
+(:func:`zoocompat.model.data.preprocess_image`) with the same values as the cards'
 ``inputs.preprocess``, so the model sees at training time exactly what the
 cells feed it. Training uses the ``train`` split only; the cards' ``test``
 samples stay unseen. The same seed gives the same model (TensorFlow op
@@ -21,10 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from zoocompat_plugins.datasets.images import MnistDataset
 
-from plugins.datasets.images import MnistDataset
-from zoocompat.cards import Preprocess
-from zoocompat.data import preprocess_image
+from zoocompat.model.cards import Preprocess
+from zoocompat.model.data import preprocess_image
 
 MOBILENETV2_FILE = "mobilenetv2.keras"
 SAVED_MODEL_DIR = "saved_model"

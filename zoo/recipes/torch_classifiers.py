@@ -1,7 +1,7 @@
 """Seeded training recipes: small timm classifiers on the ``mnist`` train split.
 
 Each recipe builds its network with the factory the card names
-(``zoo.models.timm_small``), trains it from scratch on CPU (2 threads,
+(``zoocompat_zoo.models.timm_small``), trains it from scratch on CPU (2 threads,
 deterministic algorithms) and writes exactly one file, ``model.pt``, a state
 dict. Training uses the ``train`` split only, so the card's ``test`` samples
 stay unseen. The input scaling matches the cards' ``preprocess``.
@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-from plugins.datasets.images import MnistDataset
-from zoo.models import timm_small
+from zoocompat_plugins.datasets.images import MnistDataset
+from zoocompat_zoo.models import timm_small
 
 MODEL_FILE = "model.pt"
 #: The cards' preprocess: ``(x * SCALE - MEAN) / STD`` on 0..255 pixels.
@@ -82,24 +81,24 @@ def _train(
 
 
 def train_resnet(out_dir: Path, epochs: int = 6, seed: int = 0) -> None:
-    """Train :func:`zoo.models.timm_small.resnet` and write ``out_dir/model.pt``."""
+    """Train :func:`zoocompat_zoo.models.timm_small.resnet` and write ``out_dir/model.pt``."""
     _train(timm_small.resnet, out_dir, epochs=epochs, seed=seed, lr=3e-3)
 
 
 def train_mobilenetv3(out_dir: Path, epochs: int = 16, seed: int = 0) -> None:
-    """Train :func:`zoo.models.timm_small.mobilenetv3` and write ``out_dir/model.pt``."""
+    """Train :func:`zoocompat_zoo.models.timm_small.mobilenetv3` and write ``out_dir/model.pt``."""
     _train(
         timm_small.mobilenetv3, out_dir, epochs=epochs, seed=seed, lr=5e-3, weight_decay=0.0, beta2=0.99, max_shift=1
     )
 
 
 def train_efficientnet(out_dir: Path, epochs: int = 9, seed: int = 0) -> None:
-    """Train :func:`zoo.models.timm_small.efficientnet` and write ``out_dir/model.pt``."""
+    """Train :func:`zoocompat_zoo.models.timm_small.efficientnet` and write ``out_dir/model.pt``."""
     _train(
         timm_small.efficientnet, out_dir, epochs=epochs, seed=seed, lr=5e-3, weight_decay=0.0, beta2=0.99, max_shift=1
     )
 
 
 def train_vit(out_dir: Path, epochs: int = 30, seed: int = 0) -> None:
-    """Train :func:`zoo.models.timm_small.vit` and write ``out_dir/model.pt``."""
+    """Train :func:`zoocompat_zoo.models.timm_small.vit` and write ``out_dir/model.pt``."""
     _train(timm_small.vit, out_dir, epochs=epochs, seed=seed, lr=2e-3, batch_size=32)

@@ -1,0 +1,1 @@
+"""Explaining a failure: first bad layer, repro folders, op probes."""

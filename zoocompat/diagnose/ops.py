@@ -1,0 +1,495 @@
+"""Per-op support tables: single-op probes run on a backend, like SNPE's "Supported Network Layers".
+
+For every probe (``plugins/op_probes.py``: one ONNX op with real attributes
+and static shapes) and every precision, the probe is built, quantized to QDQ
+for the integer precisions, compiled and run by the backend plugin in its
+runner process (a vendor crash or hang marks that probe only), and judged:
+
+- ``supported``: every node of the probe was placed on the target and it ran;
+  the output's SQNR against onnxruntime CPU running the same model is recorded;
+- ``unsupported``: some node fell back to the CPU; the vendor's reasons are kept;
+- ``error``: quantizing, compiling or running failed; the message is kept.
+
+Each result is cached per (probe definition hash, precision, backend, SDK,
+backend settings such as ``htp_arch``) in the artifact cache, so a re-run only
+probes what changed. Rendering (Markdown) and comparing two tables (an SDK
+upgrade) are plain Python over the JSON. This module imports no ML framework
+at import time; probing imports ``zoocompat.diagnose.op_probes`` (onnx, onnxruntime) when called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from zoocompat.api import Placement
+from zoocompat.api.cache import ArtifactCache, key_of
+from zoocompat.api.errors import CellError
+
+__all__ = [
+    "VERDICTS",
+    "classify",
+    "diff_tables",
+    "probe_once",
+    "render_diff_markdown",
+    "render_markdown",
+    "run_ops",
+]
+
+VERDICTS = ("supported", "unsupported", "error")
+QUANTIZED = ("w8a8", "w8a16")
+CACHE_STAGE = "op_probes"
+RESULT_NAME = "result.json"
+PROBE_TIMEOUT_S = 180.0
+#: a supported probe whose output is further than this from the CPU run of the same model gets a note
+MISMATCH_DB = 20.0
+#: a diff lists a probe supported in both tables whose SQNR moved by this much
+FIDELITY_SHIFT_DB = 10.0
+EVAL_SAMPLES = 1
+_FORMAT = 2  # bump when a cached result's meaning changes
+_LOG_PATH = re.compile(r";? log: \S+$")
+_MARK = {"supported": "✅", "unsupported": "❌", "error": "⚠️ error"}
+
+
+def classify(placement: Placement) -> tuple[str, list[str]]:
+    """Verdict and reasons of a probe that compiled and ran, from its node placement.
+
+    Any node left on the CPU (graph-input Q / graph-output DQ excepted: they
+    are the runtime's I/O conversion) makes the probe ``unsupported``; a probe
+    with no node on the target at all is ``unsupported`` too, even when the
+    log names no reason.
+    """
+    if placement.fallback_ops:
+        return "unsupported", list(placement.reasons)
+    if placement.target_nodes == 0:
+        return "unsupported", [f"no node was placed on {placement.target}"]
+    return "supported", []
+
+
+def _compare(reference: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    """SQNR (float outputs, worst one) and exact agreement (integer/bool outputs) against the CPU run."""
+    import numpy as np
+
+    from zoocompat.verdict.stats import sqnr_db
+
+    worst: float | None = None
+    agreement: float | None = None
+    notes = []
+    identical = True
+    for name, ref in reference.items():
+        got = outputs.get(name)
+        if got is None or got.shape != ref.shape:
+            notes.append(f"output {name} has shape {None if got is None else list(got.shape)}, CPU {list(ref.shape)}")
+            identical = False
+            continue
+        if not np.array_equal(ref, got):
+            identical = False
+        if np.issubdtype(ref.dtype, np.floating):
+            if not np.isfinite(got).all():
+                notes.append(f"output {name} holds NaN/Inf")
+            value = sqnr_db(ref, got)
+            if value is not None:
+                worst = value if worst is None else min(worst, value)
+        else:
+            share = float(np.mean(ref == got)) if ref.size else 1.0
+            agreement = share if agreement is None else min(agreement, share)
+    return {
+        "sqnr_db": None if worst is None else round(worst, 2),
+        "agreement": agreement,
+        "identical": identical,
+        "notes": notes,
+    }
+
+
+def _count_quantize_nodes(path: Path) -> int:
+    import onnx
+
+    return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+
+def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdir: Path) -> dict[str, Any]:
+    """Build, quantize (integer precisions), compile and run one probe; return its result record.
+
+    Never raises for a probe's own failure: quantize, compile and run errors
+    become an ``error`` record with the message. ``workdir`` keeps the models
+    and the runner log.
+    """
+    from zoocompat.diagnose import op_probes
+
+    start = time.perf_counter()
+    record: dict[str, Any] = {"probe": probe.name, "op": probe.op, "opset": probe.opset, "precision": precision}
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_path = workdir / "model.onnx"
+    model_path.write_bytes(op_probes.build_model(probe).SerializeToString())
+    inputs = op_probes.make_inputs(probe, EVAL_SAMPLES)
+    notes: list[str] = []
+    stage = "quantize"
+    try:
+        if precision in QUANTIZED:
+            model_path = op_probes.quantize_probe(
+                model_path, precision, op_probes.calibration_samples(probe), workdir / "model_qdq.onnx"
+            )
+            record["quantize_nodes"] = _count_quantize_nodes(model_path)
+            if not record["quantize_nodes"]:
+                notes.append("no float tensor to quantize: the QDQ model is the float model")
+        elif precision not in ("fp32", "fp16"):
+            raise ValueError(f"op probes have no recipe for precision {precision!r}")
+        stage = "reference"
+        reference = op_probes.cpu_reference(model_path, inputs)
+        stage = "compile"
+        compiled = backend.compile(model_path, precision, sdk, workdir / "run")
+        if hasattr(compiled, "timeout_s"):
+            compiled.timeout_s = min(compiled.timeout_s, PROBE_TIMEOUT_S)
+        stage = "run"
+        result = compiled.run(inputs)
+    except CellError as error:
+        message = _LOG_PATH.sub("", error.message)  # the runner log is kept in the cache entry as run/runner.log
+        record.update(verdict="error", category=error.category, reasons=[_short(message)])
+    except Exception as error:  # quantizer or reference failure on this op
+        record.update(verdict="error", category=stage, reasons=[f"{stage}: {type(error).__name__}: {_short(error)}"])
+    else:
+        verdict, reasons = classify(result.placement)
+        comparison = _compare(reference, result.outputs)
+        record.update(
+            verdict=verdict,
+            reasons=reasons + comparison.pop("notes") + notes,
+            target_nodes=result.placement.target_nodes,
+            total_nodes=result.placement.total_nodes,
+            fallback_ops=result.placement.fallback_ops,
+            compile_s=round(result.compile_s, 3),
+            **comparison,
+        )
+    for bulky in workdir.rglob("*.npz"):
+        bulky.unlink()
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _short(message: Any, limit: int = 600) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Uncached(Exception):
+    """A result not worth caching (a timeout may pass on a quieter machine)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(record.get("verdict"))
+        self.record = record
+
+
+def _cached_probe(
+    cache: ArtifactCache,
+    probe: Any,
+    precision: str,
+    backend: Any,
+    sdk: str | None,
+    identity: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """``probe_once`` through the cache; ``identity`` (SDK id, backend settings) is part of the key."""
+    from zoocompat.diagnose import op_probes
+
+    key = key_of(CACHE_STAGE, _FORMAT, op_probes.definition_hash(probe), precision, backend.name, identity)
+    done = cache.root / CACHE_STAGE / key / RESULT_NAME
+    if done.is_file():
+        try:
+            return json.loads(done.read_text()), True
+        except ValueError:
+            pass  # a damaged entry: the cache rebuilds it below
+
+    def build(tmp: Path) -> None:
+        record = probe_once(probe, precision, backend, sdk, tmp)
+        if record.get("category") == "timeout":
+            raise _Uncached(record)
+        (tmp / RESULT_NAME).write_text(json.dumps(record, indent=1))
+
+    try:
+        folder = cache.entry(CACHE_STAGE, key, build)
+    except _Uncached as uncached:
+        return uncached.record, False
+    return json.loads((folder / RESULT_NAME).read_text()), False
+
+
+def run_ops(
+    backend: Any,
+    sdk: str | None,
+    precisions: Iterable[str],
+    probe_names: list[str] | None = None,
+    cache: ArtifactCache | None = None,
+    progress: Callable[[str], None] | None = None,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """Probe every (probe, precision) on ``backend`` and return the ops table as JSON-ready data.
+
+    ``{"ops": {probe: {precision: verdict}}, "backend", "sdk", "reasons":
+    {probe: {precision: [...]}}, "sqnr_db": {probe: {precision: dB or "exact"}},
+    "agreement": {probe: {precision: share of equal elements}} (integer/bool outputs), "probes":
+    {probe: {op, opset}}, "summary": {precision: {verdict: count}}, "run": {...}}``.
+    Raises ``KeyError`` for an unknown probe name.
+    """
+    from zoocompat.diagnose import op_probes
+
+    probes = op_probes.by_name(probe_names)
+    precisions = list(precisions)
+    cache = cache or ArtifactCache()
+    info = backend.describe(sdk)
+    sdk_id = sdk or info.get("sdk")
+    identity = {"sdk": sdk_id, **{k: v for k, v in info.items() if k != "runtime"}}
+    started = time.time()
+    table: dict[str, Any] = {
+        "ops": {},
+        "backend": backend.name,
+        "sdk": sdk_id,
+        "reasons": {},
+        "sqnr_db": {},
+        "agreement": {},
+        "probes": {},
+        "summary": {p: dict.fromkeys(VERDICTS, 0) for p in precisions},
+    }
+    hits = 0
+    probe_seconds = 0.0
+    total = len(probes) * len(precisions)
+    for probe in probes:
+        table["probes"][probe.name] = {"op": probe.op, "opset": probe.opset}
+        for precision in precisions:
+            if use_cache:
+                record, hit = _cached_probe(cache, probe, precision, backend, sdk, identity)
+            else:
+                scratch = cache.root / CACHE_STAGE / ".scratch" / key_of(probe.name, precision)
+                shutil.rmtree(scratch, ignore_errors=True)
+                record, hit = probe_once(probe, precision, backend, sdk, scratch), False
+            hits += hit
+            probe_seconds += float(record.get("seconds") or 0.0)
+            verdict = record["verdict"]
+            table["ops"].setdefault(probe.name, {})[precision] = verdict
+            table["summary"][precision][verdict] += 1
+            reasons = list(record.get("reasons") or []) + _mismatch(record)
+            if reasons:
+                table["reasons"].setdefault(probe.name, {})[precision] = reasons
+            if verdict == "supported":
+                table["sqnr_db"].setdefault(probe.name, {})[precision] = (
+                    "exact" if record.get("identical") else record.get("sqnr_db")
+                )
+                if record.get("agreement") is not None:
+                    table["agreement"].setdefault(probe.name, {})[precision] = record["agreement"]
+            if progress:
+                done = sum(len(v) for v in table["ops"].values())
+                cached = " (cached)" if hit else f" ({record['seconds']:.1f} s)"
+                progress(f"[{done:>3}/{total}] {probe.name} {precision}: {verdict}{cached}")
+    table["run"] = {
+        "backend_info": info,
+        "precisions": precisions,
+        "probes": len(probes),
+        "results": total,
+        "cached": hits,
+        "seconds": round(time.time() - started, 1),
+        "probe_seconds": round(probe_seconds, 1),
+        "quantizer": op_probes.QUANTIZER,
+        "eval_samples": EVAL_SAMPLES,
+        "host": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    return table
+
+
+def _escape(text: str) -> str:
+    """Text safe inside a Markdown table cell or footnote."""
+    return text.replace("|", "\\|")
+
+
+def _host(host: dict[str, Any]) -> str | None:
+    if not host.get("platform"):
+        return None
+    return f"{host['platform']}, {host.get('cpus')} CPUs visible, Python {host.get('python')}"
+
+
+def _timing(run: dict[str, Any]) -> str:
+    text = f"{run['seconds']} s for {run.get('results')} probe runs ({run.get('cached')} from the cache)"
+    if run.get("cached") and run.get("probe_seconds"):
+        text += f"; probing them took {run['probe_seconds']} s in all (sum of the per-probe times, build to verdict)"
+    return text
+
+
+def _mismatch(record: dict[str, Any]) -> list[str]:
+    """A note for a probe that runs on the target but computes something else than the CPU."""
+    sqnr, agreement = record.get("sqnr_db"), record.get("agreement")
+    if record.get("verdict") != "supported":
+        return []
+    if sqnr is not None and sqnr < MISMATCH_DB:
+        return [f"runs, but the output disagrees with onnxruntime CPU on the same model: SQNR {sqnr:.1f} dB"]
+    if agreement is not None and agreement < 0.99:
+        return [f"runs, but only {agreement:.1%} of the output elements equal onnxruntime CPU's"]
+    return []
+
+
+def _cell(table: dict[str, Any], probe: str, precision: str, notes: dict[str, int]) -> str:
+    verdict = table["ops"].get(probe, {}).get(precision)
+    if verdict is None:
+        return "–"
+    text = _MARK[verdict]
+    if verdict == "supported":
+        sqnr = table.get("sqnr_db", {}).get(probe, {}).get(precision)
+        agreement = table.get("agreement", {}).get(probe, {}).get(precision)
+        if isinstance(sqnr, (int, float)):
+            text += f" {sqnr:.0f} dB" if sqnr >= MISMATCH_DB else f" ⚠️ {sqnr:.0f} dB"
+        elif sqnr == "exact":
+            text += " exact"
+        elif agreement is not None:
+            text += f" {agreement:.1%} equal"
+    refs = []
+    for reason in table.get("reasons", {}).get(probe, {}).get(precision, []):
+        refs.append(notes.setdefault(reason, len(notes) + 1))
+    if refs:
+        text += " " + "".join(f"[^{n}]" for n in refs)
+    return text
+
+
+def render_markdown(table: dict[str, Any], title: str | None = None, command: str | None = None) -> str:
+    """The ops table as Markdown: one row per probe, one column per precision, reasons as footnotes."""
+    run = table.get("run", {})
+    precisions = run.get("precisions") or sorted({p for row in table["ops"].values() for p in row})
+    info = run.get("backend_info", {})
+    lines = [f"# {title or 'Op support: ' + table['backend'] + ' on ' + str(table.get('sdk'))}", ""]
+    facts = [
+        ("backend", table["backend"]),
+        ("SDK", table.get("sdk")),
+        ("runtime", info.get("runtime")),
+        ("QNN core", info.get("qnn_core_version")),
+        ("onnxruntime-qnn", info.get("onnxruntime_qnn")),
+        ("onnxruntime", info.get("onnxruntime")),
+        ("htp_arch / soc_model", f"{info['htp_arch']} / {info.get('soc_model')}" if info.get("htp_arch") else None),
+        ("quantization (w8a8, w8a16)", run.get("quantizer")),
+        ("host", _host(run.get("host") or {})),
+        ("started", run.get("started")),
+        ("time", _timing(run)) if "seconds" in run else None,
+        ("command", f"`{command}`" if command else None),
+    ]
+    lines += [f"- {name}: {value}" for item in facts if item for name, value in [item] if value]
+    lines += [
+        "",
+        "✅ every node on the target and it ran (dB: output SQNR against onnxruntime CPU running the same model, "
+        "the same QDQ model for quantized precisions; `exact`: bit-identical; `% equal`: integer or boolean "
+        f"outputs; ⚠️ before the dB: below {MISMATCH_DB:.0f} dB, the op computes something else) · ❌ falls back to "
+        "the CPU (vendor's reason in the note) · ⚠️ error: quantize, compile or run failed (message in the note).",
+        "",
+    ]
+    summary = table.get("summary") or {}
+    if summary:
+        lines += ["| | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
+        for verdict in VERDICTS:
+            lines.append(
+                f"| {verdict} | " + " | ".join(str(summary.get(p, {}).get(verdict, 0)) for p in precisions) + " |"
+            )
+        lines.append("")
+    lines += [
+        "| probe | ONNX op | opset | " + " | ".join(precisions) + " |",
+        "|---|---|---|" + "---|" * len(precisions),
+    ]
+    notes: dict[str, int] = {}
+    for probe in table["ops"]:
+        meta = table.get("probes", {}).get(probe, {})
+        cells = " | ".join(_cell(table, probe, p, notes) for p in precisions)
+        lines.append(f"| {probe} | {meta.get('op', '')} | {meta.get('opset', '')} | {cells} |")
+    if notes:
+        lines.append("")
+        for reason, number in notes.items():
+            lines.append(f"[^{number}]: {_escape(reason)}")
+    return "\n".join(lines) + "\n"
+
+
+def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two ops tables (e.g. two SDK releases) per (probe, precision).
+
+    Returns ``{"before", "after", "regressions", "improvements", "added",
+    "removed", "fidelity", "unchanged"}``. A regression is a verdict that got worse
+    (supported, then unsupported, then error), an improvement one that got
+    better; each carries both tables' reasons. ``fidelity`` lists probes
+    supported in both whose output SQNR moved by ``FIDELITY_SHIFT_DB`` or more.
+    """
+    rank = {"supported": 0, "unsupported": 1, "error": 2}
+    result: dict[str, Any] = {
+        "before": {"backend": before.get("backend"), "sdk": before.get("sdk")},
+        "after": {"backend": after.get("backend"), "sdk": after.get("sdk")},
+        "regressions": [],
+        "improvements": [],
+        "added": [],
+        "removed": [],
+        "fidelity": [],
+        "unchanged": 0,
+    }
+    a_ops, b_ops = before.get("ops", {}), after.get("ops", {})
+    for probe in list(a_ops) + [p for p in b_ops if p not in a_ops]:
+        a_row, b_row = a_ops.get(probe, {}), b_ops.get(probe, {})
+        for precision in list(a_row) + [p for p in b_row if p not in a_row]:
+            old, new = a_row.get(precision), b_row.get(precision)
+            entry = {"probe": probe, "precision": precision, "before": old, "after": new}
+            if old is None:
+                result["added"].append(entry)
+            elif new is None:
+                result["removed"].append(entry)
+            elif old == new:
+                result["unchanged"] += 1
+                shift = _sqnr_shift(before, after, probe, precision)
+                if shift:
+                    result["fidelity"].append({**entry, **shift})
+            else:
+                entry["reasons_before"] = before.get("reasons", {}).get(probe, {}).get(precision, [])
+                entry["reasons_after"] = after.get("reasons", {}).get(probe, {}).get(precision, [])
+                key = "regressions" if rank.get(new, 3) > rank.get(old, 3) else "improvements"
+                result[key].append(entry)
+    return result
+
+
+def _sqnr_shift(before: dict[str, Any], after: dict[str, Any], probe: str, precision: str) -> dict[str, Any]:
+    """SQNRs of a probe supported in both tables when they moved by ``FIDELITY_SHIFT_DB`` or more."""
+    a = before.get("sqnr_db", {}).get(probe, {}).get(precision)
+    b = after.get("sqnr_db", {}).get(probe, {}).get(precision)
+    if a is None or b is None or a == b:
+        return {}
+    level = {"exact": 200.0}
+    if abs(level.get(a, a) - level.get(b, b)) < FIDELITY_SHIFT_DB:
+        return {}
+    return {"sqnr_before": a, "sqnr_after": b}
+
+
+def render_diff_markdown(diff: dict[str, Any]) -> str:
+    """A diff of two ops tables as Markdown."""
+    a = f"{diff['before']['backend']} {diff['before']['sdk']}"
+    b = f"{diff['after']['backend']} {diff['after']['sdk']}"
+    lines = [
+        f"# Op support changes: {a} → {b}",
+        "",
+        f"{len(diff['regressions'])} regressions, {len(diff['improvements'])} improvements, "
+        f"{diff['unchanged']} unchanged ({len(diff.get('fidelity', []))} of them with an output SQNR shift of "
+        f"{FIDELITY_SHIFT_DB:.0f} dB or more), {len(diff['added'])} added, {len(diff['removed'])} removed.",
+    ]
+    for key, title in (("regressions", "Regressions"), ("improvements", "Improvements")):
+        if not diff[key]:
+            continue
+        lines += ["", f"## {title}", "", f"| probe | precision | {a} | {b} | reason on the worse side |"]
+        lines.append("|---|---|---|---|---|")
+        for e in diff[key]:
+            reason = "; ".join(e.get("reasons_after") or e.get("reasons_before") or [])
+            lines.append(f"| {e['probe']} | {e['precision']} | {e['before']} | {e['after']} | {_escape(reason)} |")
+    if diff.get("fidelity"):
+        lines += ["", "## Output SQNR shifts (supported in both)", "", f"| probe | precision | {a} | {b} |"]
+        lines.append("|---|---|---|---|")
+        for e in diff["fidelity"]:
+            shown = [v if v == "exact" else f"{v} dB" for v in (e["sqnr_before"], e["sqnr_after"])]
+            lines.append(f"| {e['probe']} | {e['precision']} | {shown[0]} | {shown[1]} |")
+    for key, title in (("added", "Only in the second table"), ("removed", "Only in the first table")):
+        if diff[key]:
+            lines += ["", f"## {title}", ""] + [f"- {e['probe']} {e['precision']}" for e in diff[key]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""``zoocompat repro CELL_ID``: a self-contained folder that shows one cell's problem on the smallest ONNX.
+
+What the folder holds (:func:`write_repro`):
+
+- ``model.onnx``: the smallest graph that still shows the problem, cut from the
+  cell's real model with the nodes' real attributes, shapes and Q/DQ encodings;
+- ``inputs.npz`` and the same tensors SNPE-style (``raw/*.raw`` + ``raw/input_list.txt``);
+- ``expected.npz``: the reference outputs (the CPU EP run of the same model, or
+  the FP32 model's for a quantization loss);
+- ``repro.py`` (standalone: numpy + onnxruntime [+ onnxruntime-qnn]) and ``repro.json``;
+- ``README.md``: the cell, the SDK, what was observed, the one command.
+
+Which graph (:func:`plan_repro`, the ONNX work in :mod:`zoocompat.diagnose.first_bad`):
+
+- an op that fell back to the CPU: that op alone with its Q/DQ, run with CPU
+  fallback disabled (the session fails to create = reproduced);
+- a backend that computes something else (accuracy / fidelity, first bad layer
+  from the cell's diagnosis): that layer alone with its Q/DQ, fed the values the
+  full model gives it; when the layer alone agrees with the CPU, the prefix graph
+  up to that layer;
+- a quantization loss (the QDQ model far from FP32 on the CPU too): the QDQ prefix
+  up to the first layer below the threshold, expected = the FP32 prefix's output;
+- a crash or timeout: the whole model on one sample.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoocompat.api.errors import ZoocompatError
+from zoocompat.report.results import CellRecord, Results
+
+__all__ = ["ReproCase", "ReproError", "find_cell", "plan_repro", "write_repro"]
+
+SCRIPT = Path(__file__).with_name("repro_script.py")
+DEFAULT_SAMPLES = 4
+
+
+class ReproError(ZoocompatError):
+    """No repro can be made for this cell (unknown id, nothing wrong with it, artifacts gone)."""
+
+
+@dataclass
+class ReproCase:
+    """Everything a repro folder holds, before it is written."""
+
+    cell: str
+    kind: str  # fallback | backend | quantization | crash
+    model: Any  # onnx.ModelProto
+    inputs: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    ep: str  # "qnn" or "cpu"
+    check: str  # "sqnr_below" | "fallback" | "crash"
+    threshold_db: float
+    observed: str
+    expected_from: str  # what expected.npz is: "cpu" (the unfused QDQ reference) or "fp32"
+    what: str  # one sentence: which graph this is
+    provider_options: dict[str, str] = field(default_factory=dict)
+    session_config: dict[str, str] = field(default_factory=dict)
+    sdk: str | None = None
+    qnn_core_version: str | None = None
+    optimize: bool = True  # the main run with onnxruntime's default graph optimizations (False: as written)
+    details: list[str] = field(default_factory=list)
+
+
+def find_cell(results: Results, cell_id: str) -> CellRecord:
+    """The record with ``cell_id`` (or, when unique, the one whose id starts with it)."""
+    for cell in results.cells:
+        if cell.id == cell_id:
+            return cell
+    matches = [c for c in results.cells if c.id.startswith(cell_id)]
+    if len(matches) == 1:
+        return matches[0]
+    hint = ", ".join(c.id for c in matches[:5]) if matches else "none close"
+    raise ReproError(f"no cell {cell_id!r} in these results (matches: {hint})")
+
+
+def _kind(record: CellRecord) -> str:
+    if record.category in ("crash", "timeout"):
+        return "crash"
+    if record.category == "unsupported_op" or (record.coverage and record.coverage.fallback_ops):
+        if record.category not in ("accuracy", "fidelity") or not record.diagnosis:
+            return "fallback"
+    if record.category in ("accuracy", "fidelity"):
+        return "numerics"
+    raise ReproError(
+        f"{record.id} is {record.status}{f' ({record.category})' if record.category else ''}: it neither "
+        "falls back, nor fails accuracy or fidelity, nor crashes; there is nothing to reproduce"
+    )
+
+
+def plan_repro(
+    runner: Any,
+    record: CellRecord,
+    samples: int = DEFAULT_SAMPLES,
+    workdir: Path | None = None,
+    problem: str | None = None,
+) -> ReproCase:
+    """Work out the smallest graph that shows ``record``'s problem and measure it (backend runs included).
+
+    ``problem`` picks which of a cell's problems to show when it has several
+    (``fallback``, ``numerics`` or ``crash``); by default it follows the cell's category.
+    """
+    from zoocompat.run.matrix import Cell
+
+    cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
+    if cell.model not in runner.cards:
+        raise ReproError(f"{record.id}: model {cell.model!r} is not in the zoo here; pass --zoo with its card folder")
+    kind = problem or _kind(record)
+    if kind == "numerics" and record.diagnosis is None and record.category not in ("accuracy", "fidelity"):
+        raise ReproError(f"{record.id} has no diagnosis and did not fail accuracy or fidelity: no numerics repro")
+    work = Path(workdir or tempfile.mkdtemp(prefix="zoocompat-repro-"))
+    from zoocompat.diagnose.first_bad import plan_case
+
+    return plan_case(runner, cell, record, kind, samples, work)
+
+
+def _readme(case: ReproCase, command: str) -> str:
+    info = f"{case.sdk or 'the installed SDK'}" + (
+        f" (QNN core {case.qnn_core_version})" if case.qnn_core_version else ""
+    )
+    python = f"$(zoocompat sdk path {case.sdk} | head -1)" if case.sdk else "python"
+    if case.ep != "qnn":
+        python = "python"
+    inputs = ", ".join(f"`{k}` {list(v.shape)} {v.dtype}" for k, v in case.inputs.items())
+    lines = [
+        f"# Repro: `{case.cell}`",
+        "",
+        f"**Observed in the matrix:** {case.observed}",
+        "",
+        f"**This folder:** {case.what}",
+        "",
+        "```bash",
+        f"{python} repro.py              # exit 0 = reproduced, 1 = not",
+        f"{python} repro.py --ep cpu     # the same on the CPU EP (default optimizations: fused integer kernels)",
+        f"{python} repro.py --reference  # the CPU EP with graph optimizations off: how expected.npz was made",
+        "```",
+        "",
+        f"Runs on: {'the QNN EP (onnxruntime-qnn), ' + info if case.ep == 'qnn' else 'the onnxruntime CPU EP'}.",
+    ]
+    if case.provider_options:
+        lines.append(
+            f"Provider options: `{json.dumps(case.provider_options)}` (backend_path: the running release's "
+            "`libQnnHtp.so`)."
+        )
+    if case.session_config:
+        lines.append(f"Session config: `{json.dumps(case.session_config)}`.")
+    check = {
+        "sqnr_below": f"reproduced when an output's SQNR against `expected.npz` is below {case.threshold_db} dB; "
+        + (
+            "`expected.npz` is the FP32 model's value of the same tensor"
+            if case.expected_from == "fp32"
+            else "`expected.npz` is the CPU EP run with graph optimizations off (every Q / DQ as written: "
+            "the QDQ model's exact semantics)"
+        ),
+        "fallback": "reproduced when the QNN EP refuses the graph with CPU fallback disabled",
+        "crash": "reproduced when the run dies or fails",
+    }[case.check]
+    lines += [
+        f"Check: {check}.",
+        "",
+        "Files: `model.onnx` (open it with Netron or `zoocompat inspect model.onnx`), `inputs.npz` "
+        f"({inputs}; the same tensors as float32 `.raw` files in `raw/`, listed in `raw/input_list.txt` for "
+        "`qnn-net-run` / `snpe-net-run --input_list`), `expected.npz`, `repro.json`, `repro.py`.",
+        "",
+        "## What was measured when this folder was written",
+        "",
+        *[f"- {d}" for d in case.details],
+        "",
+        f"Written by `{command}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") -> Path:
+    """Write the repro folder for ``case`` into ``out`` (created; files of the same names replaced)."""
+    import onnx
+
+    from zoocompat.model.input_list import write_input_list
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(case.model, str(out / "model.onnx"))
+    np.savez(out / "inputs.npz", **case.inputs)
+    np.savez(out / "expected.npz", **case.expected)
+    count = len(next(iter(case.inputs.values())))
+    shutil.rmtree(out / "raw", ignore_errors=True)
+    write_input_list([{k: v[i : i + 1] for k, v in case.inputs.items()} for i in range(count)], out / "raw")
+    config = {
+        "cell": case.cell,
+        "kind": case.kind,
+        "ep": case.ep,
+        "check": case.check,
+        "threshold_db": case.threshold_db,
+        "expected": case.expected_from,
+        "observed": case.observed,
+        "optimize": case.optimize,
+        "provider_options": case.provider_options,
+        "session_config": case.session_config,
+        "sdk": case.sdk,
+        "qnn_core_version": case.qnn_core_version,
+    }
+    (out / "repro.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    shutil.copyfile(SCRIPT, out / "repro.py")
+    (out / "README.md").write_text(_readme(case, command), encoding="utf-8")
+    return out

@@ -1,0 +1,1 @@
+"""Gating an SDK upgrade: compare two runs, bisect releases, known failures."""

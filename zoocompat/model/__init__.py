@@ -1,0 +1,1 @@
+"""Models in: cards, weight sources, card data (inputs and labels), input lists, ONNX folding."""

@@ -1,0 +1,314 @@
+"""Results records: one JSON file per finished cell, merged into results.json.
+
+Each cell's record is written atomically (temp file, fsync, rename) into
+``<report>/cells/`` the moment the cell finishes, by whichever xdist worker ran
+it. The controller merges them into ``<report>/results.json`` at the end of the
+session. The shapes follow ARCHITECTURE.md's results contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import tempfile
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from zoocompat.api.errors import ZoocompatError
+from zoocompat.api.registry import distribution_version
+
+STATUSES = ("pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error")
+TOOL_DISTRIBUTIONS = (
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-qnn",
+    "aimet-torch",
+    "aimet-onnx",
+    "zoocompat",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricResult(_Model):
+    """FP32 vs this cell's metric on the same evaluation samples.
+
+    ``interval`` is the 95% interval of ``value`` over ``samples`` (Wilson for
+    accuracies, a bootstrap for other scores);
+    ``drop_interval`` the 95% interval of the drop measured pair by pair on the
+    same samples (``drop_method`` says how), and ``samples_needed`` how many
+    evaluation samples would resolve an ``inconclusive`` verdict.
+    """
+
+    name: str
+    fp32: float | None = None
+    value: float | None = None
+    drop: float | None = None
+    tolerance: float | None = None
+    samples: int | None = None
+    interval: tuple[float, float] | None = None
+    drop_interval: tuple[float, float] | None = None
+    drop_method: str | None = None
+    samples_needed: int | None = None
+    native_fp32: float | None = None
+
+
+class Coverage(_Model):
+    """Nodes on the target runtime vs all nodes, and what fell back and why."""
+
+    target: str
+    target_nodes: int
+    total_nodes: int
+    fallback_ops: dict[str, int] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    partitions: int = 1
+    io_nodes: int = 0
+
+
+class Fidelity(_Model):
+    """Output agreement in dB (higher is closer; ``None`` = identical outputs).
+
+    ``reference_vs_fp32_db`` is the cpu reference run's own SQNR against FP32 and
+    ``threshold_db`` the fidelity threshold applied (see :mod:`zoocompat.verdict.fidelity`).
+    """
+
+    sqnr_vs_fp32_db: float | None = None
+    sqnr_vs_cpu_db: float | None = None
+    reference_vs_fp32_db: float | None = None
+    threshold_db: float | None = None
+    cosine_vs_fp32: float | None = None
+
+
+class Timing(_Model):
+    """Seconds per stage; a cached stage reports the time it took when built."""
+
+    convert_s: float | None = None
+    quantize_s: float | None = None
+    compile_s: float | None = None
+    run_s: float | None = None
+    per_sample_ms: float | None = None
+
+
+class LayerSqnr(_Model):
+    """SQNR (dB) of one layer's output tensor between two runs (``None`` = identical)."""
+
+    layer: str
+    op_type: str
+    tensor: str
+    sqnr_db: float | None = None
+
+
+class LayerFinding(_Model):
+    """Where two runs of a model part ways: the first layer whose output SQNR falls below ``threshold_db``.
+
+    ``method`` is ``fp32_vs_qdq`` (the FP32 and the QDQ model on the CPU EP, every
+    intermediate tensor at once) or ``backend_vs_cpu`` (prefix graphs of the QDQ
+    model on the backend and on the CPU EP, bisected; ``runs`` counts the backend
+    compiles). ``layers`` holds the measured layers in graph order (trimmed around
+    the first bad one); ``first_bad_*`` are ``None`` when every layer measured is
+    above the threshold; ``lowest_*`` name the measured layer furthest apart.
+    See :mod:`zoocompat.diagnose.layers`.
+    """
+
+    method: Literal["fp32_vs_qdq", "backend_vs_cpu"]
+    threshold_db: float
+    first_bad_layer: str | None = None
+    first_bad_op: str | None = None
+    first_bad_tensor: str | None = None
+    sqnr_db: float | None = None
+    previous_sqnr_db: float | None = None
+    lowest_layer: str | None = None
+    lowest_sqnr_db: float | None = None
+    samples: int = 0
+    layers_checked: int = 0
+    runs: int = 0
+    layers: list[LayerSqnr] = Field(default_factory=list)
+
+
+class Diagnosis(_Model):
+    """First-bad-layer diagnostics of a cell that failed accuracy or fidelity (see :mod:`zoocompat.diagnose.layers`).
+
+    ``quantization`` compares the FP32 and the QDQ model layer by layer on the CPU;
+    ``backend`` compares the backend with the CPU run of the same QDQ model.
+    ``summary`` says it in one line; ``error`` says why diagnostics could not
+    finish (a diagnosis never changes the cell's verdict).
+    """
+
+    summary: str = ""
+    quantization: LayerFinding | None = None
+    backend: LayerFinding | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+class CellRecord(_Model):
+    """The record of one matrix cell."""
+
+    id: str
+    model: str
+    frontend: str
+    backend: str
+    precision: str
+    quant: str
+    sdk: str | None = None
+    status: Literal["pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error"]
+    category: (
+        Literal[
+            "convert_error",
+            "quantize_error",
+            "unsupported_op",
+            "accuracy",
+            "fidelity",
+            "crash",
+            "timeout",
+            "bad_input",
+        ]
+        | None
+    ) = None
+    reason: str = ""
+    metric: MetricResult | None = None
+    coverage: Coverage | None = None
+    fidelity: Fidelity | None = None
+    timing: Timing = Field(default_factory=Timing)
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+    backend_info: dict[str, Any] = Field(default_factory=dict)
+    diagnosis: Diagnosis | None = None
+    quantization: dict[str, Any] | None = Field(
+        None,
+        description="integer cells: the quantizer, the technique the QDQ model came from (for quant auto, the "
+        "ladder's choice and every step tried with its metric and seconds) and the training split for qat",
+    )
+
+
+class RunInfo(_Model):
+    """Who ran what, where, with which tool versions."""
+
+    tools: dict[str, str | None] = Field(default_factory=dict)
+    sdk: str | None = None
+    backends: dict[str, Any] = Field(default_factory=dict)
+    host: dict[str, Any] = Field(default_factory=dict)
+    command: str = ""
+    started: str | None = None
+    finished: str | None = None
+
+
+class Results(_Model):
+    """A whole results.json."""
+
+    run: RunInfo
+    cells: list[CellRecord]
+
+
+class ResultsError(ZoocompatError):
+    """A results file cannot be read or does not match the schema."""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Installed versions of the stack, read from package metadata (imports nothing); read once per process."""
+    return dict(_tool_versions())
+
+
+@cache
+def _tool_versions() -> tuple[tuple[str, str | None], ...]:
+    return tuple((name, distribution_version(name)) for name in TOOL_DISTRIBUTIONS)
+
+
+def host_info() -> dict[str, Any]:
+    """The machine a run happened on."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ReportDir:
+    """A report folder: ``cells/*.json`` as cells finish, ``results.json`` at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+
+    def reset(self) -> None:
+        """Forget the cell records of a previous run in this folder."""
+        if self.cells_dir.is_dir():
+            for old in self.cells_dir.glob("*.json"):
+                old.unlink()
+        for name in ("results.json", "run.json"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def write_cell(self, record: CellRecord) -> Path:
+        """Persist one finished cell's record now."""
+        path = self.cells_dir / f"{record.id}.json"
+        write_atomic(path, record.model_dump_json(indent=1))
+        return path
+
+    def write_run(self, run: RunInfo) -> None:
+        """Persist the run header (read back by :meth:`merge`)."""
+        write_atomic(self.root / "run.json", run.model_dump_json(indent=1))
+
+    def records(self) -> list[CellRecord]:
+        """Every cell record written so far, sorted by id."""
+        records = []
+        for path in sorted(self.cells_dir.glob("*.json")):
+            records.append(CellRecord.model_validate_json(path.read_text(encoding="utf-8")))
+        return records
+
+    def merge(self, finished: bool = True) -> Results:
+        """Join the run header and all cell records into ``results.json``."""
+        run_path = self.root / "run.json"
+        run = RunInfo.model_validate_json(run_path.read_text()) if run_path.exists() else RunInfo()
+        if finished:
+            run.finished = now()
+        results = Results(run=run, cells=self.records())
+        write_atomic(self.root / "results.json", results.model_dump_json(indent=1))
+        return results
+
+
+def load_results(path: Path) -> Results:
+    """Read and validate a results.json, with a clear error when it is not one."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot read results ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ResultsError(f"{path}: not a zoocompat results file: not UTF-8 text ({error.reason})") from None
+    try:
+        return Results.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as error:
+        first = str(error).splitlines()[:6]
+        raise ResultsError(f"{path}: not a zoocompat results file: {' '.join(first)}") from None

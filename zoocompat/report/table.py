@@ -1,0 +1,184 @@
+"""Support tables from a results record: one row per model, one column per backend x precision."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from zoocompat.model.cards import BACKENDS, PRECISIONS
+from zoocompat.report.results import CellRecord, Results
+
+SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconclusive": "❔", "xfail": "🟡", "xpass": "🟢"}
+#: A word after the metric for statuses whose symbol alone is easy to misread.
+STATUS_WORD = {"xfail": "known", "xpass": "fixed?", "inconclusive": "inconclusive"}
+LEGEND = (
+    "✅ pass · ⚠️ pass with CPU fallback · ❌ fail · 💥 error · ❔ inconclusive (the drop's interval straddles "
+    "the tolerance) · 🟡 known failure (xfail) · 🟢 known failure that passed (xpass: remove its entry) · "
+    "➖ not run here."
+)
+
+
+def _columns(results: Results) -> list[tuple[str, str, str, str]]:
+    """(backend, precision, quant, sdk) of the run's cells; a run over several SDKs gets a column per SDK."""
+    seen = {(c.backend, c.precision, c.quant, c.sdk or "") for c in results.cells}
+    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2], k[3]))
+
+
+def is_partial(cell: CellRecord) -> bool:
+    """An accelerator cell with nodes left on the CPU."""
+    cov = cell.coverage
+    return bool(cov and cell.backend != "cpu" and cov.total_nodes and cov.target_nodes < cov.total_nodes)
+
+
+def coverage_pct(cell: CellRecord) -> str:
+    """Share of nodes on the target, as text."""
+    cov = cell.coverage
+    if not cov or not cov.total_nodes:
+        return ""
+    return f"{100 * cov.target_nodes / cov.total_nodes:.0f}%"
+
+
+def chosen_technique(cell: CellRecord) -> str | None:
+    """For a quant ``auto`` cell, the technique the AutoQuant ladder chose (``cle``, ``qat``, ...)."""
+    technique = (cell.quantization or {}).get("technique") or ""
+    return technique.split("->", 1)[1].strip() if cell.quant == "auto" and "->" in technique else None
+
+
+def cell_text(cell: CellRecord) -> str:
+    """Short text answering 'runs on NPU? how much accuracy lost?'."""
+    symbol = "⚠️" if cell.status == "pass" and is_partial(cell) else SYMBOL.get(cell.status, "?")
+    if cell.status == "skip":
+        return f"{symbol} n/a"
+    parts = [symbol]
+    if chosen_technique(cell):
+        parts.append(f"[{chosen_technique(cell)}]")
+    m = cell.metric
+    if m and m.value is not None:
+        parts.append(f"{m.value:.3f}")
+        if m.drop is not None and cell.precision != "fp32":
+            parts.append(f"(Δ {m.drop * 100:+.1f} pt)")
+            interval = getattr(m, "drop_interval", None)
+            if cell.status == "inconclusive" and interval:
+                parts[-1] = f"(Δ {m.drop * 100:+.1f} pt, {interval[0] * 100:+.1f}…{interval[1] * 100:+.1f})"
+    if cell.status in STATUS_WORD:
+        parts.append(STATUS_WORD[cell.status])
+    if cell.category and cell.status not in ("pass", "xpass"):
+        parts.append(cell.category)
+    if cell.backend != "cpu" and cell.coverage:
+        parts.append(f"· NPU {coverage_pct(cell)}")
+    return " ".join(parts)
+
+
+def _label(col: tuple[str, str, str, str], results: Results) -> str:
+    backend, precision, quant, sdk = col
+    # a backend that runs a stand-in says so in its cells' runtime, e.g. "gpu (fp16 reference, no GPU)"
+    runtimes = {c.backend_info.get("runtime") for c in results.cells if c.backend == backend}
+    name = (
+        runtimes.pop() if len(runtimes) == 1 and str(next(iter(runtimes), "")).startswith(f"{backend} (") else backend
+    )
+    return f"{name} {precision}" + (f" {quant}" if quant not in ("none", "ptq") else "") + (f" {sdk}" if sdk else "")
+
+
+def diagnosis_lines(cell: CellRecord) -> list[str]:
+    """Markdown bullets for a cell's first-bad-layer diagnosis (none when it has none)."""
+    d = cell.diagnosis
+    if d is None:
+        return []
+    lines = [f"  - first bad layer: {d.summary or d.error or 'no finding'}"]
+    for finding in (d.backend, d.quantization):
+        if finding is None or finding.first_bad_layer is None:
+            continue
+        shown = ", ".join(
+            f"{layer.op_type} {'identical' if layer.sqnr_db is None else f'{layer.sqnr_db:.1f}'}"
+            for layer in finding.layers
+        )
+        how = (
+            f"{finding.runs} backend runs over {finding.layers_checked} layers"
+            if finding.method == "backend_vs_cpu"
+            else f"{finding.layers_checked} layers"
+        )
+        lines.append(f"  - {finding.method} ({how}, {finding.samples} samples), dB: {shown}")
+    return lines
+
+
+def render_markdown(results: Results, title: str = "zoocompat support table") -> str:
+    """Markdown support table, tool versions and the details of every non-clean cell."""
+    cols = _columns(results)
+    models = sorted({(c.model, c.frontend) for c in results.cells})
+    index = {(c.model, c.backend, c.precision, c.quant, c.sdk or ""): c for c in results.cells}
+    run = results.run
+    tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
+    lines = [f"# {title}", ""]
+    htp = run.backends.get("htp") or {}
+    if htp:
+        lines.append(
+            f"QNN core {htp.get('qnn_core_version')} (onnxruntime-qnn {htp.get('onnxruntime_qnn')}), "
+            f"htp_arch {htp.get('htp_arch')}, soc_model {htp.get('soc_model')}; {htp.get('runtime', '')}."
+        )
+    lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}.", ""]
+    lines.append("Cells: metric value on the evaluation set, Δ = FP32 minus this cell in points, NPU = share of")
+    lines.append("graph nodes the accelerator took.")
+    lines.append(LEGEND)
+    lines.append("")
+    lines.append("| model | frontend | metric | " + " | ".join(_label(c, results) for c in cols) + " |")
+    lines.append("|---|---|---|" + "---|" * len(cols))
+    for model, frontend in models:
+        row = [model, frontend]
+        metric = next((c.metric.name for c in results.cells if c.model == model and c.metric), "")
+        row.append(metric)
+        for col in cols:
+            cell = index.get((model, *col))
+            row.append(cell_text(cell) if cell else "")
+        lines.append("| " + " | ".join(row) + " |")
+    details = [c for c in results.cells if c.status != "pass" or is_partial(c)]
+    if details:
+        lines += ["", "## Failures, fallbacks and cells not run", ""]
+        for c in details:
+            status = {"xfail": "xfail (known failure)", "xpass": "xpass (known failure passed)"}.get(c.status, c.status)
+            lines.append(f"- `{c.id}` **{status}**{f' ({c.category})' if c.category else ''}: {c.reason}")
+            if c.coverage and c.coverage.fallback_ops:
+                lines.append(f"  - fell back to CPU: {c.coverage.fallback_ops}")
+                for reason in c.coverage.reasons[:5]:
+                    lines.append(f"  - vendor: {reason}")
+            lines += diagnosis_lines(c)
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = (
+    "id", "model", "frontend", "backend", "precision", "quant", "sdk", "status", "category",
+    "metric", "fp32", "value", "drop", "tolerance", "samples", "target_nodes", "total_nodes",
+    "fallback_ops", "sqnr_vs_fp32_db", "sqnr_vs_cpu_db", "compile_s", "run_s", "reason",
+)  # fmt: skip
+
+
+def render_csv(results: Results) -> str:
+    """One CSV row per cell."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for c in results.cells:
+        m, cov, fid = c.metric, c.coverage, c.fidelity
+        writer.writerow(
+            {
+                "id": c.id, "model": c.model, "frontend": c.frontend, "backend": c.backend,
+                "precision": c.precision, "quant": c.quant, "sdk": c.sdk or "", "status": c.status,
+                "category": c.category or "", "metric": m.name if m else "", "fp32": m.fp32 if m else "",
+                "value": m.value if m else "", "drop": m.drop if m else "", "tolerance": m.tolerance if m else "",
+                "samples": m.samples if m else "", "target_nodes": cov.target_nodes if cov else "",
+                "total_nodes": cov.total_nodes if cov else "", "fallback_ops": cov.fallback_ops if cov else "",
+                "sqnr_vs_fp32_db": fid.sqnr_vs_fp32_db if fid else "",
+                "sqnr_vs_cpu_db": fid.sqnr_vs_cpu_db if fid else "",
+                "compile_s": c.timing.compile_s, "run_s": c.timing.run_s, "reason": c.reason,
+            }
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def summary_line(results: Results) -> str:
+    """One line for the terminal: counts by status and how many fell back."""
+    counts: dict[str, int] = {}
+    for c in results.cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    partial = sum(1 for c in results.cells if c.status == "pass" and is_partial(c))
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    return f"{len(results.cells)} cells: " + ", ".join(parts) + f"; {partial} passed with CPU fallback"

@@ -1,0 +1,1 @@
+"""Running cells: the matrix, the per-cell pipeline, quantize dispatch, AutoQuant, output reuse."""

@@ -1,0 +1,448 @@
+"""The stages of a cell: data, convert, quantize, run, verdict.
+
+Data, convert and quantize are per model (and per precision), so they are
+cached in the artifact cache: the cells of one model, whatever worker runs
+them, convert and calibrate once. Run and verdict are the cell itself.
+Every stage's failure becomes a :class:`CellError` with a category; the cell's
+record says which stage and why, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoocompat.api.cache import ArtifactCache, key_of
+from zoocompat.api.errors import CellError, PluginError
+from zoocompat.api.registry import Registry
+from zoocompat.diagnose.layers import diagnose_failure
+from zoocompat.model.cards import Card
+from zoocompat.model.data import CardData, build_card_data
+from zoocompat.model.measured import convert_key
+from zoocompat.model.sources import resolve_source
+from zoocompat.report.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
+from zoocompat.run import reuse
+from zoocompat.run.matrix import Cell
+from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
+from zoocompat.verdict.stats import PairedDrop, cosine_similarity, mean_interval, paired_drop, sqnr_db
+
+MAX_FP32_METRIC_GAP = 0.001  # native vs ONNX metric, absolute (0.1 points)
+MAX_FP32_RELATIVE_ERROR = 1e-3  # native vs ONNX outputs, max |diff| / max |native|
+
+
+@dataclass
+class Converted:
+    """The canonical FP32 ONNX of a model and what its conversion measured."""
+
+    onnx: Path
+    fp32_outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+
+
+@dataclass
+class Quantized:
+    """A QDQ ONNX with its encodings, and its outputs on the CPU EP."""
+
+    qdq_onnx: Path
+    encodings: Path
+    cpu_outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+
+
+def _check_finite(outputs: dict[str, np.ndarray], who: str, category: str, hint: str) -> None:
+    """Refuse outputs with NaN or Inf: every metric computed on them would be meaningless."""
+    for name, array in outputs.items():
+        values = np.asarray(array)
+        if values.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim else ~np.isfinite(values)
+        if bad.any():
+            kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("Inf", np.isinf)) if f(values).any())
+            raise CellError(
+                category,
+                f"{who} produces {kinds} in output {name!r} on {int(bad.sum())} of {bad.size} samples; {hint}",
+            )
+
+
+@contextmanager
+def _stage_errors(category: str, where: str) -> Iterator[None]:
+    """Turn a plugin's unexpected exception into a CellError of the stage's category."""
+    try:
+        yield
+    except CellError:
+        raise
+    except Exception as error:  # plugins wrap what they expect; this catches what they did not
+        raise CellError(category, f"{where}: {type(error).__name__}: {error}") from error
+
+
+def _quantization_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the record keeps of a quantize report: quantizer, technique, bitwidths, the autoquant ladder,
+    the QAT training split; the full report stays in the cache entry's ``quantize.json``.
+    """
+    keep = ("quantizer", "technique", "precision", "quant_scheme", "weights", "autoquant")
+    summary = {k: report[k] for k in keep if k in report}
+    train = next((s for s in report.get("steps", []) if s.get("step") == "train"), None)
+    if train:
+        summary["training"] = {k: v for k, v in train.items() if k != "step"}
+    return summary
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+class CellRunner:
+    """Runs cells for one session: the plugins, the zoo, the cache and the report folder."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        cards: dict[str, Card],
+        cache: ArtifactCache,
+        report: ReportDir,
+        *,
+        reuse_outputs: bool | None = None,
+    ) -> None:
+        self.registry = registry
+        self.cards = cards
+        self.cache = cache
+        self.report = report
+        #: reuse a backend's outputs for the same model bytes, inputs and runtime (zoocompat/reuse.py)
+        self.reuse_outputs = reuse.enabled() if reuse_outputs is None else reuse_outputs
+
+    # -- per-model stages (cached) -------------------------------------------
+
+    def card_data(self, card: Card) -> CardData:
+        """Calibration / evaluation tensors and labels for ``card``."""
+        dataset = self.registry.get("dataset", card.dataset.name)
+        key = key_of("data", card.dataset.model_dump(mode="json"), [i.model_dump(mode="json") for i in card.inputs])
+        entry = self.cache.entry("data", key, lambda out: build_card_data(card, dataset).save(out / "data.npz"))
+        return CardData.load(entry / "data.npz", card.inputs[0].name)
+
+    def converted(self, card: Card) -> Converted:
+        """Convert ``card``'s model to canonical ONNX and measure native vs ONNX FP32."""
+        source = resolve_source(card, self.cache)  # fetches or verifies the pinned file on every use
+        key = convert_key(card)
+        entry = self.cache.entry("convert", key, lambda out: self._convert(card, source, out))
+        return Converted(
+            entry / "model.onnx",
+            _load_npz(entry / "fp32_outputs.npz"),
+            json.loads((entry / "convert.json").read_text()),
+        )
+
+    def _metric(self, card: Card) -> Any:
+        """The card's metric, configured with ``metric.params`` when the card gives any."""
+        metric = self.registry.get("metric", card.metric.name)
+        configure = getattr(metric, "configure", None)
+        if configure is not None:
+            return configure(dict(card.metric.params))
+        if card.metric.params:
+            raise CellError(
+                "bad_input",
+                f"{card.name}: metric {card.metric.name!r} takes no parameters, the card gives "
+                f"metric.params {sorted(card.metric.params)}; remove them",
+            )
+        return metric
+
+    def _convert(self, card: Card, source: Path, out: Path) -> None:
+        frontend = self.registry.get("frontend", card.frontend)
+        metric = self._metric(card)
+        data = self.card_data(card)
+        start = time.perf_counter()
+        with _stage_errors("convert_error", f"{card.name} ({card.frontend})"):
+            model = frontend.load(card, source)
+            native = frontend.native_forward(model, card, data.eval_batch())
+            frontend.export_onnx(model, card, out / "model.onnx")
+        convert_s = time.perf_counter() - start
+        _check_finite(
+            native,
+            f"{card.name}: the {card.frontend} model itself (FP32, before any conversion)",
+            "bad_input",
+            "check the weights and inputs.preprocess (scale, mean, std)",
+        )
+        cpu = self.registry.get("backend", "cpu")
+        result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
+        shutil.rmtree(out / "work", ignore_errors=True)
+        native_value = float(np.mean(metric.score(native[card.metric.output], data.labels)))
+        onnx_value = float(np.mean(metric.score(result.outputs[card.metric.output], data.labels)))
+        errors = {}
+        for name in card.outputs:
+            scale = float(np.max(np.abs(native[name]))) or 1.0
+            errors[name] = float(np.max(np.abs(native[name] - result.outputs[name]))) / scale
+        report = {
+            "frontend": card.frontend,
+            "source": str(source),
+            "native_metric": native_value,
+            "onnx_metric": onnx_value,
+            "max_relative_error": errors,
+            "convert_s": convert_s,
+            "samples": len(data.labels),
+        }
+        np.savez(out / "fp32_outputs.npz", **result.outputs)
+        (out / "convert.json").write_text(json.dumps(report, indent=1))
+        if abs(native_value - onnx_value) > MAX_FP32_METRIC_GAP or max(errors.values()) > MAX_FP32_RELATIVE_ERROR:
+            raise CellError(
+                "convert_error",
+                f"{card.name}: the ONNX export disagrees with {card.frontend}: metric native {native_value:.4f} "
+                f"vs ONNX {onnx_value:.4f}, max relative output error {max(errors.values()):.2e} "
+                f"(limits {MAX_FP32_METRIC_GAP}, {MAX_FP32_RELATIVE_ERROR})",
+            )
+
+    def quantized(self, card: Card, precision: str, technique: str) -> Quantized:
+        """Quantize ``card``'s canonical ONNX with its quantizer and run the QDQ model on the CPU EP."""
+        converted = self.converted(card)
+        key = key_of("quantize", convert_key(card), *self._quantizer_key(card, technique), precision, technique)
+        build = lambda out: self._quantize(card, converted, precision, technique, out)  # noqa: E731
+        entry = self.cache.entry("quantize", key, build)
+        return Quantized(
+            entry / "model_qdq.onnx",
+            entry / "model.encodings",
+            _load_npz(entry / "cpu_outputs.npz"),
+            json.loads((entry / "quantize.json").read_text()),
+        )
+
+    def _quantizer_key(self, card: Card, technique: str) -> tuple[Any, ...]:
+        """The quantizer a technique uses, and its settings where it declares them (QAT's budget)."""
+        if technique != "qat":
+            return (card.quantizer,)
+        quantizer = self.qat_quantizer(card)
+        return (quantizer.name, quantizer.settings() if hasattr(quantizer, "settings") else {})
+
+    def qat_quantizer(self, card: Card) -> Any:
+        """The card's quantization-aware-training quantizer (``qat_quantizer``, aimet_torch by default)."""
+        if not card.qat_quantizer:
+            raise CellError("quantize_error", f"{card.name}: the card sets qat_quantizer: null (no QAT for it)")
+        quantizer = self.registry.get("quantizer", card.qat_quantizer)
+        if not hasattr(quantizer, "train_quantize"):
+            raise CellError(
+                "quantize_error",
+                f"{card.path or card.name}: qat_quantizer {card.qat_quantizer!r} does not train (its modes: "
+                f"{', '.join(getattr(quantizer, 'modes', ()))}); name a QAT quantizer such as aimet_torch",
+            )
+        return quantizer
+
+    def training_job(self, card: Card, calibration: list[dict[str, np.ndarray]] | None = None) -> Any:
+        """What QAT needs for ``card``: the canonical ONNX, the frontend's torch model (PyTorch cards), the
+        calibration samples and the preprocessed inputs of the dataset's ``train`` split.
+        """
+        from zoocompat.api import TrainingJob
+        from zoocompat.model.data import training_inputs
+
+        converted = self.converted(card)
+        framework_model = None
+        if card.frontend == "pytorch":
+            frontend = self.registry.get("frontend", card.frontend)
+            framework_model = frontend.load(card, resolve_source(card, self.cache))
+        dataset = self.registry.get("dataset", card.dataset.name)
+        quantizer = self.qat_quantizer(card)
+        training = training_inputs(card, dataset, getattr(quantizer, "samples", 1024))
+        samples = calibration if calibration is not None else self.card_data(card).calibration_batches()
+        return TrainingJob(card, converted.onnx, framework_model, samples, training)
+
+    def _quantize(self, card: Card, converted: Converted, precision: str, technique: str, out: Path) -> None:
+        quantizer = self.registry.get("quantizer", card.quantizer)
+        data = self.card_data(card)
+        start = time.perf_counter()
+        with _stage_errors("quantize_error", f"{card.name} {precision} {technique}"):
+            if technique == "auto":  # the autoquant ladder at the cell's precision (zoocompat/autoquant.py)
+                from zoocompat.run.autoquant import auto_quant_cell
+
+                result = auto_quant_cell(self, card, precision, out)
+            elif technique == "qat":
+                result = self.qat_quantizer(card).train_quantize(self.training_job(card), precision, out)
+            else:
+                result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
+        quantize_s = time.perf_counter() - start
+        cpu = self.registry.get("backend", "cpu")
+        run = cpu.compile(result.qdq_onnx, precision, None, out / "work").run(data.eval_batch())
+        shutil.rmtree(out / "work", ignore_errors=True)
+        np.savez(out / "cpu_outputs.npz", **run.outputs)
+        report = dict(result.report, quantize_s=quantize_s)
+        (out / "quantize.json").write_text(json.dumps(report, indent=1, default=str))
+
+    # -- the cell ------------------------------------------------------------
+
+    def run_cell(self, cell: Cell) -> CellRecord:
+        """Run one cell end to end and write its record; never raises for a cell's own failure."""
+        record = cell.record("error")
+        try:
+            self._run(cell, record)
+        except CellError as error:
+            record.status = "fail"
+            record.category = error.category
+            record.reason = error.message
+            record.diagnosis = diagnose_failure(self, cell, record)  # first bad layer; never raises
+        except PluginError as error:  # the card names a plugin that is not installed
+            record.status = "fail"
+            record.category = "bad_input"
+            record.reason = f"{self.cards[cell.model].path}: {error}"
+        except Exception as error:  # a bug or an unexpected library error: keep the cell, say where
+            record.status = "error"
+            record.category = "crash"
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                record.reason = (
+                    f"the disk is full: {error.strerror} (cache {self.cache.root}, report {self.report.root}); "
+                    "free space or point ZOOCOMPAT_CACHE / --zoo-report at a larger disk, then run again "
+                    "with --resume"
+                )
+            else:
+                tail = "".join(traceback.format_exception(error)[-3:]).strip()
+                record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
+        self.report.write_cell(record)
+        return record
+
+    def _backend_run(
+        self,
+        backend: Any,
+        cell: Cell,
+        model_path: Path,
+        inputs: dict[str, np.ndarray],
+        workdir: Path,
+        record: CellRecord,
+    ) -> Any:
+        """Compile and run ``model_path`` on the cell's backend, or reuse the outputs of an identical earlier run."""
+        log = workdir / "runner.log"
+        record.artifacts["runner_log"] = str(log)
+        run = lambda: backend.compile(model_path, cell.precision, cell.sdk, workdir).run(inputs)  # noqa: E731
+        if not self.reuse_outputs:
+            return run()
+        runtime = dict(record.backend_info)  # the backend's describe(): what the runner will load is set after
+        key = reuse.key(backend, runtime, cell.precision, cell.sdk, model_path, reuse.inputs_digest(inputs))
+        result, note = reuse.run_or_reuse(self.cache, key, run, log)
+        record.backend_info["outputs"] = note
+        if "log" in note:
+            record.artifacts["runner_log"] = note["log"]
+        return result
+
+    def _run(self, cell: Cell, record: CellRecord) -> None:
+        card = self.cards[cell.model]
+        backend = self.registry.get("backend", cell.backend)
+        record.backend_info = backend.describe(cell.sdk)
+        unavailable = backend.available(cell.sdk)
+        if unavailable:
+            record.status = "skip"
+            record.reason = f"unavailable: {unavailable}"
+            return
+        metric = self._metric(card)
+        data = self.card_data(card)
+        converted = self.converted(card)
+        record.timing = Timing(convert_s=converted.report["convert_s"])
+        record.artifacts["fp32_onnx"] = str(converted.onnx)
+        reference = converted.fp32_outputs
+        model_path = converted.onnx
+        if cell.quantized:
+            quantized = self.quantized(card, cell.precision, cell.quant)
+            record.timing.quantize_s = quantized.report.get("quantize_s")
+            record.artifacts.update(qdq_onnx=str(quantized.qdq_onnx), encodings=str(quantized.encodings))
+            record.quantization = _quantization_summary(quantized.report)
+            reference = quantized.cpu_outputs
+            model_path = quantized.qdq_onnx
+        workdir = self.report.root / "work" / cell.id
+        result = self._backend_run(backend, cell, model_path, data.eval_batch(), workdir, record)
+        for bulky in workdir.glob("*.npz"):
+            bulky.unlink()
+        _check_finite(
+            result.outputs,
+            f"{cell.id}: the {cell.backend} backend's {cell.precision} run",
+            "fidelity",
+            "the FP32 and CPU reference runs are finite, so this is the backend's numerics",
+        )
+        record.timing.compile_s = result.compile_s
+        record.timing.run_s = result.run_s
+        record.timing.per_sample_ms = result.info.get("per_sample_ms")
+        record.backend_info["loaded"] = result.info.get("runtime") or {}  # what the runner process really loaded
+        placement = result.placement
+        record.coverage = Coverage(
+            target=placement.target,
+            target_nodes=placement.target_nodes,
+            total_nodes=placement.total_nodes,
+            fallback_ops=placement.fallback_ops,
+            reasons=placement.reasons,
+            partitions=placement.partitions,
+            io_nodes=placement.io_nodes,
+        )
+        output = card.metric.output
+        fp32_scores = metric.score(converted.fp32_outputs[output], data.labels)
+        scores = metric.score(result.outputs[output], data.labels)
+        fp32_value, value = float(np.mean(fp32_scores)), float(np.mean(scores))
+        tolerance = card.tolerance_for(cell.precision)
+        if np.array_equal(converted.fp32_outputs[output], result.outputs[output]):
+            # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
+            paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
+        else:
+            paired = paired_drop(fp32_scores, scores, metric.higher_is_better)
+        verdict = paired.verdict(tolerance)
+        record.metric = MetricResult(
+            name=metric.name,
+            fp32=fp32_value,
+            value=value,
+            drop=paired.drop,
+            tolerance=tolerance,
+            samples=len(data.labels),
+            interval=mean_interval(scores),
+            drop_interval=paired.interval,
+            drop_method=paired.method,
+            samples_needed=paired.samples_needed(tolerance) if verdict == "inconclusive" else None,
+            native_fp32=converted.report["native_metric"],
+        )
+        same_as_reference = cell.backend == "cpu"
+        record.fidelity = Fidelity(
+            sqnr_vs_fp32_db=sqnr_db(converted.fp32_outputs[output], result.outputs[output]),
+            sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(reference[output], result.outputs[output]),
+            reference_vs_fp32_db=None
+            if same_as_reference
+            else sqnr_db(converted.fp32_outputs[output], reference[output]),
+            threshold_db=None if same_as_reference else THRESHOLD_DB.get(cell.precision),
+            cosine_vs_fp32=cosine_similarity(converted.fp32_outputs[output], result.outputs[output]),
+        )
+        unfaithful = (
+            None
+            if same_as_reference
+            else fidelity_problem(
+                cell.precision,
+                record.fidelity.sqnr_vs_cpu_db,
+                record.fidelity.sqnr_vs_fp32_db,
+                record.fidelity.reference_vs_fp32_db,
+            )
+        )
+        reference_value = card.metric.fp32_reference
+        if reference_value is not None and fp32_value < reference_value:
+            raise CellError(
+                "accuracy",
+                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(data.labels)} samples is below "
+                f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
+            )
+        low, high = paired.interval
+        measured = (
+            f"{metric.name} dropped {paired.drop * 100:.2f} points ({fp32_value:.4f} -> {value:.4f} on "
+            f"{paired.samples} samples; 95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})"
+        )
+        if verdict == "fail":
+            raise CellError("accuracy", f"{measured}, more than the tolerance {tolerance * 100:.2f}")
+        if unfaithful:
+            raise CellError("fidelity", f"{cell.backend} {cell.precision} {output!r}: {unfaithful}; {measured}")
+        if verdict == "inconclusive":
+            record.status = "inconclusive"
+            record.category = "accuracy"
+            needed = record.metric.samples_needed
+            record.reason = f"{measured} straddles the tolerance {tolerance * 100:.2f}: " + (
+                f"about {needed} evaluation samples would resolve it (raise dataset.evaluation in "
+                f"{card.path.name if card.path else 'the card'})"
+                if needed
+                else "the drop equals the tolerance, no sample count resolves it"
+            )
+            return
+        record.status = "pass"
+        on = f"{placement.target_nodes}/{placement.total_nodes} nodes on {placement.target}"
+        record.reason = on if not placement.fallback_ops else f"{on}; fell back: {placement.fallback_ops}"

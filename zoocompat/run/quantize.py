@@ -1,0 +1,149 @@
+"""``zoocompat quantize``: convert a zoo model, quantize it with a technique, score the QDQ model.
+
+The command's logic, kept out of :mod:`zoocompat.cli` so that it is importable
+and testable without click. Conversion goes through the artifact cache (the same
+canonical ONNX the matrix uses); quantization writes into the chosen folder,
+not the cache, because its inputs (an input list, an override file) may be the
+user's own. The QDQ model is scored on the ``cpu`` backend over the card's
+evaluation split.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoocompat.api.errors import CellError
+from zoocompat.model.cards import Card, load_card
+
+__all__ = ["find_card", "fp32_value", "make_runner", "quantize_card", "score"]
+
+
+def make_runner(cache_root: Path | None = None, extra_zoo: tuple[Path, ...] = ()) -> Any:
+    """A :class:`~zoocompat.pipeline.CellRunner` over the registered zoo (plus ``extra_zoo`` folders)."""
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import discover
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.pipeline import CellRunner
+
+    reg = registry()
+    cards, _errors = discover(list(reg.zoo_dirs) + [Path(d) for d in extra_zoo])
+    report = ReportDir(Path(tempfile.gettempdir()) / "zoocompat-quantize")
+    return CellRunner(reg, cards, ArtifactCache(cache_root), report)
+
+
+def find_card(runner: Any, model: Card | str | Path) -> Card:
+    """The card for ``model``: a card object, a zoo model name, or the path of a card file."""
+    if isinstance(model, Card):
+        runner.cards.setdefault(model.name, model)
+        return model
+    if str(model) in runner.cards:
+        return runner.cards[str(model)]
+    path = Path(model)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        card = load_card(path)
+        runner.cards[card.name] = card
+        return card
+    known = ", ".join(sorted(runner.cards)) or "none"
+    raise CellError("bad_input", f"no model {str(model)!r} in the zoo (known: {known}) and no card file at that path")
+
+
+def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    metric = runner._metric(card)
+    return metric.score(outputs[card.metric.output], runner.card_data(card).labels)
+
+
+def fp32_value(runner: Any, card: Card) -> float:
+    """The card's metric of its canonical FP32 ONNX on the CPU backend (cached with the conversion)."""
+    return float(np.mean(_scores(runner, card, runner.converted(card).fp32_outputs)))
+
+
+def score(runner: Any, card: Card, qdq_onnx: Path, precision: str, workdir: Path) -> float:
+    """The card's metric of ``qdq_onnx`` on the CPU backend over the card's evaluation split."""
+    cpu = runner.registry.get("backend", "cpu")
+    try:
+        result = cpu.compile(Path(qdq_onnx), precision, None, Path(workdir)).run(runner.card_data(card).eval_batch())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return float(np.mean(_scores(runner, card, result.outputs)))
+
+
+def calibration_samples(runner: Any, card: Card, input_list: Path | None) -> list[dict[str, np.ndarray]]:
+    """The card's calibration split, or the samples of an SNPE-style input list when one is given."""
+    if input_list is None:
+        return runner.card_data(card).calibration_batches()
+    from zoocompat.model.input_list import read_input_list
+
+    return read_input_list(input_list, {spec.name: spec.shape for spec in card.inputs})
+
+
+def quantize_card(
+    model: Card | str | Path,
+    precision: str,
+    technique: str = "ptq",
+    out_dir: Path | None = None,
+    *,
+    runner: Any = None,
+    quantizer: Any = None,
+    input_list: Path | None = None,
+    encodings_override: Path | None = None,
+    encodings_format: str | None = None,
+    per_channel: bool | None = None,
+) -> dict[str, Any]:
+    """Convert, quantize with ``technique`` at ``precision``, and score on CPU.
+
+    ``quantizer`` is a plugin object or name (default: the card's). Returns
+    ``{qdq_onnx, encodings, metric: {name, fp32, value, drop}, report}``; the
+    report (technique steps and their seconds) is also written as
+    ``out_dir/quantize.json``. ``encodings_format`` (``0.6.1`` or ``1.0.0``)
+    rewrites ``model.encodings`` in that layout.
+    """
+    from zoocompat.api.encodings import convert_encodings, load_encodings
+
+    runner = runner or make_runner()
+    card = find_card(runner, model)
+    if quantizer is None or isinstance(quantizer, str):
+        quantizer = runner.registry.get("quantizer", quantizer or card.quantizer)
+    out_dir = Path(out_dir) if out_dir else Path("quantized") / f"{card.name}-{precision}-{technique.replace('+', '_')}"
+    converted = runner.converted(card)
+    samples = calibration_samples(runner, card, input_list)
+    options: dict[str, Any] = {}
+    if encodings_override is not None:
+        options["encodings_override"] = Path(encodings_override)
+    if per_channel is not None:
+        options["per_channel"] = per_channel
+    try:
+        if technique == "qat":  # quantization-aware training: the card's qat_quantizer (aimet_torch) trains
+            trainer = quantizer if hasattr(quantizer, "train_quantize") else runner.qat_quantizer(card)
+            if options:
+                raise CellError("quantize_error", f"qat takes none of {sorted(options)}")
+            result = trainer.train_quantize(runner.training_job(card, samples), precision, out_dir)
+        else:
+            result = quantizer.quantize(converted.onnx, samples, precision, technique, out_dir, **options)
+    except TypeError as error:  # a third-party quantizer without the optional keywords
+        if not options:
+            raise
+        raise CellError(
+            "quantize_error", f"quantizer {quantizer.name} does not take {sorted(options)}: {error}"
+        ) from error
+    if encodings_format:
+        converted_enc = convert_encodings(load_encodings(result.encodings), encodings_format)
+        result.encodings.write_text(json.dumps(converted_enc, indent=1))
+    value = score(runner, card, result.qdq_onnx, precision, out_dir / "work")
+    fp32 = fp32_value(runner, card)
+    metric = runner._metric(card)
+    drop = fp32 - value if metric.higher_is_better else value - fp32
+    report = dict(result.report, calibration_source=str(input_list) if input_list else "card calibration split")
+    (out_dir / "quantize.json").write_text(json.dumps(report, indent=1, default=str))
+    return {
+        "qdq_onnx": str(result.qdq_onnx),
+        "encodings": str(result.encodings),
+        "metric": {"name": metric.name, "fp32": fp32, "value": value, "drop": drop},
+        "report": report,
+    }

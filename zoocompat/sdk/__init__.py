@@ -1,0 +1,1 @@
+"""SDKs and devices: QNN releases in isolated environments, adb devices, SNPE I/O."""
