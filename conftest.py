@@ -11,4 +11,7 @@ import os
 _autoloaded = not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") and any(
     ep.name == "zoocompat" for ep in importlib.metadata.entry_points(group="pytest11")
 )
-pytest_plugins = [] if _autoloaded else ["zoocompat.pytest_plugin.plugin"]
+# Only defined when needed: pytest refuses `pytest_plugins` in a conftest it meets below the rootdir, as when
+# `pytest -p zoocompat --zoo DIR` run elsewhere collects the shipped matrix from this (editable) checkout.
+if not _autoloaded:
+    pytest_plugins = ["zoocompat.pytest_plugin.plugin"]

@@ -17,7 +17,7 @@ setup() {
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   # constraints.txt pins the whole resolved environment (pyproject pins the direct dependencies),
   # so a fresh machine gets the set the suite was tested with, without resolver backtracking.
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e ".[stack,test]"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e ".[stack,dev]"
   rm -f "$VENV"/.zoocompat-installed-*
   touch "$STAMP"
   echo "zoocompat: environment ready."

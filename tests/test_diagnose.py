@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoocompat.diagnose.layers import bisect_first_bad, diagnose_failure, first_below, should_diagnose, summarize
+from zoocompat.diagnose.first_bad import diagnose_failure
+from zoocompat.diagnose.layers import bisect_first_bad, first_below, should_diagnose, summarize
 from zoocompat.report.results import CellRecord, Diagnosis, LayerFinding, LayerSqnr, MetricResult
 from zoocompat.run.matrix import Cell
 
@@ -373,7 +374,8 @@ def test_reports_show_the_diagnosis():
 
 
 def test_repro_picks_the_problem_and_finds_the_cell():
-    from zoocompat.diagnose.repro import ReproError, _kind, find_cell
+    from zoocompat.diagnose.repro import ReproError, find_cell
+    from zoocompat.diagnose.repro_plan import problem_kind as _kind
     from zoocompat.report.results import Coverage, Results, RunInfo
 
     fallback = _record(

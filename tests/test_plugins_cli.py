@@ -35,7 +35,7 @@ def test_cli_plugins_json():
     result = CliRunner().invoke(main, ["plugins", "--json"])
     assert result.exit_code == 0, result.output
     kinds = {p["kind"] for p in json.loads(result.output)["plugins"]}
-    assert kinds == {"frontend", "quantizer", "backend", "dataset", "metric"}
+    assert kinds == {"frontend", "quantizer", "backend", "dataset", "metric", "precision", "quant_mode"}
 
 
 def test_cli_zoo_list_and_check(tmp_path):

@@ -135,5 +135,5 @@ def test_auto_and_qat_cells_show_the_technique(tmp_path):
     )
     report.write_cell(_record(id="m-onnx-cpu-w8a8-qat", backend="cpu", quant="qat", coverage=None))
     text = render_markdown(report.merge())
-    assert "| cpu w8a8 auto | cpu w8a8 qat |" in text  # a column per quant mode beyond plain ptq
+    assert "| cpu w8a8 qat | cpu w8a8 auto |" in text  # a column per quant mode beyond ptq, in their declared order
     assert "✅ [cle] 0.940 (Δ +1.0 pt)" in text

@@ -7,6 +7,8 @@ what the record says happened and that the verdict is the same either way.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,42 @@ def test_inputs_digest_sees_values_dtype_and_shape():
     changed = np.zeros((2, 3), np.float32)
     changed[1, 2] = 1e-7
     assert reuse.inputs_digest(base) != reuse.inputs_digest({"x": changed})
+
+
+def _plugin_backend(folder: Path, module: str, package: bool) -> object:
+    """A backend defined in ``folder/module.py`` among unrelated ``.py`` files (site-packages), or in a package."""
+    folder.mkdir(parents=True)
+    (folder / "other_dist.py").write_text("VALUE = 1\n")
+    (folder / "six.py").write_text("# someone else's module\n")
+    if package:
+        (folder / "__init__.py").write_text("")
+    (folder / f"{module}.py").write_text("class NineBackend:\n    name = 'npu9000'\n")
+    root = folder.parent if package else folder
+    name = f"{folder.name}.{module}" if package else module
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(name).NineBackend()
+    finally:
+        sys.path.remove(str(root))
+
+
+def _digest(backend: object) -> str:
+    reuse._sources_digest.cache_clear()  # the digest is cached per process; these tests change files under it
+    return reuse.code_digest(backend)
+
+
+def test_a_one_file_plugin_is_hashed_alone_not_with_its_neighbours(tmp_path: Path):
+    backend = _plugin_backend(tmp_path / "site-packages", "zc_one_file_plugin", package=False)
+    before = _digest(backend)
+    assert reuse.code_files(backend) == [(tmp_path / "site-packages" / "zc_one_file_plugin.py").resolve()]
+    (tmp_path / "site-packages" / "other_dist.py").write_text("VALUE = 2\n")  # a neighbour upgraded
+    assert _digest(backend) == before
+    (tmp_path / "site-packages" / "zc_one_file_plugin.py").write_text("class NineBackend:\n    name = 'x'\n")
+    assert _digest(backend) != before  # its own code still counts
+
+
+def test_a_plugin_in_a_package_is_hashed_with_its_package(tmp_path: Path):
+    backend = _plugin_backend(tmp_path / "zc_plugin_pkg", "nine", package=True)
+    before = _digest(backend)
+    (tmp_path / "zc_plugin_pkg" / "other_dist.py").write_text("VALUE = 2\n")  # shared code of the package
+    assert _digest(backend) != before

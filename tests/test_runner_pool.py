@@ -1,4 +1,4 @@
-"""Long-lived runner processes (plugins/backends/ort_session.RunnerPool, ort_runner.py --serve).
+"""Long-lived runner processes (zoocompat.api.runner.RunnerPool, runner_child.py --serve ort_runner.py).
 
 Runs in one shared process must give what a process per run gives (outputs,
 placement, each run's own session log), and isolation must hold: a run the
@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from zoocompat_plugins.backends.cpu import CpuBackend
 from zoocompat_plugins.backends.htp import HtpBackend
-from zoocompat_plugins.backends.ort_session import RUNNERS, RunnerModel
+from zoocompat_plugins.backends.ort_session import RunnerModel
 
 from tests.test_backends import _conv_relu_det, _fake_python, _qdq
 from zoocompat.api.errors import CellError
+from zoocompat.api.runner import RUNNERS
 
 needs_htp = pytest.mark.skipif(HtpBackend().available(None) is not None, reason="onnxruntime-qnn not installed")
 

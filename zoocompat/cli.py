@@ -291,7 +291,12 @@ def sdk_path(sdk_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--backend", "backend_name", default="htp", show_default=True, help="backend plugin to probe")
+@click.option(
+    "--backend",
+    "backend_name",
+    default=None,
+    help="backend plugin to probe (default: the last-ordered non-reference backend; htp with the built-ins)",
+)
 @click.option("--sdk", "sdk_id", default=None, help="SDK release, e.g. qnn-2.47 (default: this environment's)")
 @click.option("--precisions", default=None, help="comma-separated (default: every precision of the backend)")
 @click.option("--ops", "op_names", default=None, help="comma-separated probe names or ONNX op types (default: all)")
@@ -318,6 +323,11 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
         return
     from zoocompat.api.registry import registry
 
+    if backend_name is None:
+        accelerators = [n for n in registry().axis("backend") if n not in registry().reference_backends()]
+        if not accelerators:
+            _fail("no backend to probe: every registered backend is the reference; pass --backend NAME")
+        backend_name = accelerators[-1]
     try:
         backend = registry().get("backend", backend_name)
     except ZoocompatError as error:
@@ -545,8 +555,10 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
     import shutil
     import subprocess
 
-    from zoocompat.diagnose.repro import find_cell, plan_repro, write_repro
+    from zoocompat.diagnose.repro import find_cell, write_repro
+    from zoocompat.diagnose.repro_plan import plan_repro
     from zoocompat.report.results import load_results
+    from zoocompat.run.matrix import Cell
     from zoocompat.run.quantize import make_runner
 
     try:
@@ -554,7 +566,8 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
         out = out_dir or Path("repro") / record.id
         runner = make_runner()
         work = out / "_work"
-        case = plan_repro(runner, record, samples, work, problem)
+        cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
+        case = plan_repro(runner, cell, record, samples, work, problem)
         write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path} --out {out}")
         shutil.rmtree(work, ignore_errors=True)
     except ZoocompatError as error:

@@ -20,7 +20,9 @@ class CpuBackend:
     """onnxruntime CPU EP."""
 
     name = "cpu"
-    precisions = ("fp32", "w8a8", "w8a16", "w4a8")  # w4a8: opt-in (zoocompat.matrix.OPT_IN_PRECISIONS)
+    order = 10
+    reference = True  # the host runtime of the FP32 and QDQ references every other backend is measured against
+    precisions = ("fp32", "w8a8", "w8a16", "w4a8")  # w4a8: opt-in (its Precision's default=False)
 
     def available(self, sdk: str | None) -> str | None:
         """The CPU EP is always there when onnxruntime is installed."""

@@ -21,21 +21,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoocompat_plugins.backends.htp import HtpBackend
+from zoocompat_plugins.backends.htp import STRICT_NPU, HtpBackend
 from zoocompat_plugins.backends.ort_session import RunnerModel
 from zoocompat_plugins.backends.snpe import is_snpe
 
 import zoocompat
 from zoocompat.api.errors import CellError
 
-#: onnxruntime session option that turns any CPU fallback into a session error.
-STRICT = {"session.disable_cpu_ep_fallback": "1"}
-
 
 class DspBackend(HtpBackend):
     """QNN HTP under the DSP contract: integer only, whole graph on the accelerator or fail."""
 
     name = "dsp"
+    order = 30
     precisions = ("w8a8",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,7 +62,7 @@ class DspBackend(HtpBackend):
             )
         if is_snpe(sdk) or self.device:
             return super().compile(onnx_path, precision, sdk, workdir)  # SNPE / device flows, strict
-        return self.runner(onnx_path, precision, sdk, workdir, session_config=dict(STRICT))
+        return self.runner(onnx_path, precision, sdk, workdir, session_config=dict(STRICT_NPU))
 
 
 @zoocompat.hookimpl

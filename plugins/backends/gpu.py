@@ -156,6 +156,7 @@ class GpuBackend:
     """fp16 on onnxruntime's CUDA EP, or the fp16 numerics reference on the CPU EP."""
 
     name = "gpu"
+    order = 20
     precisions = ("fp16",)
     #: modules besides this package whose code shapes the outputs (zoocompat/reuse.py keys on them)
     code_modules = ("zoocompat.model.onnx_fold",)

@@ -47,7 +47,7 @@ __all__ = ["HtpBackend", "qnn_core_version", "qnn_package_dir", "sdk_id"]
 
 DEFAULT_HTP_ARCH = "75"
 DEFAULT_SOC_MODEL = "57"
-#: onnxruntime session option that turns any CPU fallback into a session error (strict mode).
+#: onnxruntime session option that turns any CPU fallback into a session error (``--strict-npu``; ``dsp`` always).
 STRICT_NPU = {"session.disable_cpu_ep_fallback": "1"}
 
 
@@ -61,6 +61,7 @@ class HtpBackend:
     """QNN HTP via onnxruntime-qnn, in the suite's environment or an installed SDK release's."""
 
     name = "htp"
+    order = 40
     precisions = ("fp16", "w8a8", "w8a16")
     #: cells of this backend run inside an SDK release: ``--sdk a,b`` makes one cell per release
     sdk_axis = True

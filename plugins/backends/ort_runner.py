@@ -22,33 +22,25 @@ compiled QNN context as an EPContext model there (``ep.context_enable``,
 ``_qnn.bin`` context binary), which a later request loads as its ``model``
 without compiling the graph again (see :mod:`zoocompat_plugins.backends.ort_session`).
 
-With ``--serve`` it stays up and runs one request after another: it reads a
-request file's path per line on stdin, sends the request's session log and
-anything else written to stdout/stderr to the request's ``log`` file, and
-answers each with its exit code (0, or 3 for a caught failure) on a line of its
-own. The parent keeps one such process per worker and environment, so a cell
-pays for its session, not for starting Python and loading onnxruntime and the
-QNN libraries again; a request that kills the process is run once more in a
-fresh one before the cell is recorded as a crash (``ort_session.RunnerPool``).
+It is a runner script of :mod:`zoocompat.api.runner`: the generic child
+(``zoocompat/api/runner_child.py``, standard library only) loads it by path and
+calls :func:`run_request`; that child also keeps it in a long-lived process
+(``--serve``) and sends each request's session log to the request's ``log``
+file. The parent side is :class:`zoocompat_plugins.backends.ort_session.RunnerModel`.
 
-Usage: ``python -I path/to/ort_runner.py REQUEST.json`` or ``python -I path/to/ort_runner.py --serve``
+Usage: ``python -I path/to/zoocompat/api/runner_child.py path/to/ort_runner.py REQUEST.json``
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-EXIT_FAILED = 3
 _CORE_VERSION = re.compile(rb"AISW_VERSION: (\d+\.\d+\.\d+)")
 
 
@@ -144,83 +136,26 @@ def _run_all(session, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
     return {name: np.concatenate(values) for name, values in collected.items()}, elapsed
 
 
-def run_request(request: dict[str, Any]) -> int:
-    """Run one request; 0 on success, 3 with a report on a caught failure."""
+def run_request(request: dict[str, Any], report: dict[str, Any]) -> None:
+    """Compile the session and run every sample; ``report`` gets the stage reached, versions and timings.
+
+    An exception is the run's failure: the generic child adds it to the report (``error``, ``error_type``)
+    and answers with its failure code; the parent reads the ``stage`` it failed at.
+    """
     import numpy as np
     import onnxruntime as ort
 
-    report: dict[str, Any] = {"onnxruntime": ort.__version__, "python": sys.executable, "stage": "compile"}
-    try:
-        start = time.perf_counter()
-        session = _session(request, report)
-        report["compile_s"] = time.perf_counter() - start
-        report["providers"] = session.get_providers()
-        report["stage"] = "run"
-        with np.load(request["inputs"], allow_pickle=False) as data:
-            inputs = {key: data[key] for key in data.files}
-        outputs, run_s = _run_all(session, inputs)
-        del session
-        report["run_s"] = run_s
-        report["samples"] = len(next(iter(inputs.values())))
-        np.savez(request["outputs"], **outputs)
-        report["stage"] = "done"
-        code = 0
-    except Exception as error:  # reported to the parent, which fails the cell with it
-        report["error"] = f"{type(error).__name__}: {error}"
-        report["error_type"] = type(error).__name__
-        code = EXIT_FAILED
-    Path(request["report"]).write_text(json.dumps(report))
-    return code
-
-
-def _flush_all() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    ctypes.CDLL(None).fflush(None)  # the C streams too: the vendor libraries write through them
-
-
-@contextlib.contextmanager
-def _output_to(path: str) -> Iterator[None]:
-    """Send file descriptors 1 and 2 (Python's and the native libraries' output) to ``path`` for a while."""
-    _flush_all()
-    saved = os.dup(1), os.dup(2)
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    try:
-        yield
-    finally:
-        _flush_all()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-
-
-def serve() -> int:
-    """Answer requests (a request file's path per line on stdin) with their exit codes until stdin closes."""
-    control = os.fdopen(os.dup(1), "w", buffering=1)
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(quiet, 1)  # nothing but answers may reach the parent's pipe
-    os.close(quiet)
-    for line in sys.stdin:
-        path = line.strip()
-        if not path:
-            continue
-        request = json.loads(Path(path).read_text())
-        with _output_to(request["log"]):
-            code = run_request(request)
-        control.write(f"{code}\n")
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    """``REQUEST.json``: run it and exit with its code; ``--serve``: run requests from stdin."""
-    if argv[1:] == ["--serve"]:
-        return serve()
-    return run_request(json.loads(Path(argv[1]).read_text()))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    report.update({"onnxruntime": ort.__version__, "python": sys.executable, "stage": "compile"})
+    start = time.perf_counter()
+    session = _session(request, report)
+    report["compile_s"] = time.perf_counter() - start
+    report["providers"] = session.get_providers()
+    report["stage"] = "run"
+    with np.load(request["inputs"], allow_pickle=False) as data:
+        inputs = {key: data[key] for key in data.files}
+    outputs, run_s = _run_all(session, inputs)
+    del session
+    report["run_s"] = run_s
+    report["samples"] = len(next(iter(inputs.values())))
+    np.savez(request["outputs"], **outputs)
+    report["stage"] = "done"

@@ -1,24 +1,17 @@
 """Parent side of the runner process, shared by the onnxruntime-based backends.
 
-:class:`RunnerModel` is a compiled model whose ``run`` starts
-``zoocompat_plugins.backends.ort_runner`` with an argument list (never a shell string),
-waits for it with a timeout, and turns what happened into a
-:class:`zoocompat.api.RunResult` or a :class:`zoocompat.api.errors.CellError`
-(``crash`` for a signal, ``timeout`` for a hang, the runner's own message
-otherwise). Node placement is read from the session's verbose log.
+:class:`RunnerModel` is a compiled model whose ``run`` sends a request to the
+runner script ``ort_runner.py`` through :class:`zoocompat.api.runner.Runner`,
+the public process-isolated runner (argument lists, isolated mode, timeout,
+``crash`` for a signal and ``timeout`` for a hang, a pool of long-lived
+processes per Python and environment with retry in a fresh process,
+``ZOOCOMPAT_RUNNER_REUSE``). What is onnxruntime's stays here: the request's
+session options and provider options, the failure categories read from the
+runner's report, and node placement read from the session's verbose log.
 
-The runner is started as a script file under ``python`` in isolated mode
-(``-I``), not as a module of this package: an SDK release's own environment
-(see :mod:`zoocompat.sdk.releases`) runs it without the suite installed, and nothing of
-the parent's environment leaks into it.
-
-:class:`RunnerPool` keeps one runner process per Python and environment alive
-between runs (``ort_runner.py --serve``), so a cell does not pay for starting
-Python and loading onnxruntime and the QNN libraries again. Isolation stays:
-a run that kills the shared process is run once more in a fresh process, whose
-outcome (a ``crash`` if the vendor library dies again) is the cell's, and the
-next run starts a new shared process. ``ZOOCOMPAT_RUNNER_REUSE=0`` gives every
-run a fresh process.
+The runner script imports nothing of the suite, so an SDK release's own
+environment (see :mod:`zoocompat.sdk.releases`) runs it without the suite
+installed, and nothing of the parent's environment leaks into it.
 
 A :class:`ContextCache` on a QNN runner keeps the compiled QNN context of each
 graph in the artifact cache (stage ``htp_context``), keyed by the model file's
@@ -33,29 +26,21 @@ run is read from the cold run's log, kept in the entry.
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import json
-import os
 import re
-import select
-import signal
-import subprocess
 import sys
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from zoocompat_plugins.backends.ort_runner import EXIT_FAILED
 
 from zoocompat.api import Placement, RunResult
 from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
 from zoocompat.api.errors import CellError
+from zoocompat.api.runner import LOG_FILE, Runner, cell_timeout
 
-DEFAULT_TIMEOUT_S = 900.0
 RUNNER_SCRIPT = Path(__file__).with_name("ort_runner.py")
 _TARGET_EP = {"qnn": "QNNExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 #: What the runner reports about the runtime it loaded; kept with the cell's record.
@@ -69,11 +54,6 @@ _BAD_MODEL_ERRORS = {"InvalidProtobuf", "NoSuchFile", "InvalidGraph", "InvalidAr
 # an older runtime release (another SDK's onnxruntime) that cannot read a newer model file
 _TOO_NEW = re.compile(r"Unsupported model IR version|opset \d+ is under development|Opset \d+ is not supported")
 _IO_BOUNDARY = re.compile(r"not take (Q nodes that consume a graph input|DQ nodes that generate a graph output)")
-
-
-def cell_timeout() -> float:
-    """Per-run limit in seconds: ``$ZOOCOMPAT_CELL_TIMEOUT`` or 900."""
-    return float(os.environ.get("ZOOCOMPAT_CELL_TIMEOUT", DEFAULT_TIMEOUT_S))
 
 
 def _first_capability_pass(log: str) -> str:
@@ -196,111 +176,6 @@ class ContextCache:
         return key_of(CONTEXT_STAGE, CONTEXT_FORMAT, sha256_file(model), self.parts, session_config or {})
 
 
-def reuse_runners() -> bool:
-    """Whether runs go to a long-lived runner process (default) or each to its own (``ZOOCOMPAT_RUNNER_REUSE=0``)."""
-    return os.environ.get("ZOOCOMPAT_RUNNER_REUSE", "1") != "0"
-
-
-class _Server:
-    """One ``ort_runner.py --serve`` process: a request file's path in, its exit code out."""
-
-    def __init__(self, python: str, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [python, "-I", str(RUNNER_SCRIPT), "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            text=True,
-            bufsize=1,
-        )
-        self.served = 0
-
-    def request(self, request_path: Path, timeout_s: float) -> int:
-        """The request's exit code (0 or 3), or the process's (negative for a signal) when it died on it;
-        :class:`subprocess.TimeoutExpired` (the process killed) when no answer came in time.
-        """
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.served += 1
-        try:
-            self.process.stdin.write(f"{request_path}\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            return self.process.wait()
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        if not ready:
-            self.close(kill=True)
-            raise subprocess.TimeoutExpired(self.process.args, timeout_s)
-        answer = self.process.stdout.readline()
-        if not answer.strip().lstrip("-").isdigit():
-            code = self.process.wait()
-            return code if code != 0 else 1  # ended without answering: never a success
-        return int(answer)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def close(self, kill: bool = False) -> None:
-        if self.alive():
-            if kill:
-                self.process.kill()
-            else:
-                self.process.stdin.close()  # type: ignore[union-attr]  # the runner ends at end of input
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-#: environment variables that change between runs but mean nothing to a runner (pytest sets this one per test)
-_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
-
-
-class RunnerPool:
-    """Long-lived runner processes, one per Python interpreter and environment, used one run at a time.
-
-    A process is started on first use with the environment of that moment (the key includes it, so a
-    changed ``ZOOCOMPAT_THREADS`` or library path gets its own), restarted after :attr:`max_requests` runs
-    (no state builds up for long), and dropped when it dies or hangs. At most :attr:`size` are kept.
-    """
-
-    size = 4
-    max_requests = 64
-
-    def __init__(self) -> None:
-        self._servers: OrderedDict[str, _Server] = OrderedDict()
-        self._lock = threading.Lock()
-        atexit.register(self.close)
-
-    def run(self, python: str, request_path: Path, timeout_s: float) -> int:
-        """Run one request (see :meth:`_Server.request`); a dead or hung process is not used again."""
-        env = {name: value for name, value in os.environ.items() if name not in _VOLATILE_ENV}
-        key = hashlib.sha256(json.dumps([python, sorted(env.items())]).encode()).hexdigest()
-        with self._lock:
-            server = self._servers.pop(key, None)
-            if server is None or not server.alive() or server.served >= self.max_requests:
-                if server is not None:
-                    server.close()
-                server = _Server(python, env)
-            while len(self._servers) >= self.size:
-                self._servers.popitem(last=False)[1].close()
-            code = server.request(request_path, timeout_s)  # a hang: killed, TimeoutExpired, not kept
-            if server.alive() and code in (0, EXIT_FAILED):
-                self._servers[key] = server
-            else:
-                server.close(kill=True)
-            return code
-
-    def close(self) -> None:
-        with self._lock:
-            while self._servers:
-                self._servers.popitem()[1].close()
-
-
-RUNNERS = RunnerPool()
-
-
 @dataclass
 class RunnerModel:
     """A model compiled lazily in a runner process on ``run``."""
@@ -318,8 +193,8 @@ class RunnerModel:
     #: keep and reuse the compiled QNN context (QNN runners only); ``None`` compiles every time
     context: ContextCache | None = None
 
-    def _command(self, request_path: Path) -> list[str]:
-        return [self.python, "-I", str(RUNNER_SCRIPT), str(request_path)]
+    def _runner(self) -> Runner:
+        return Runner(RUNNER_SCRIPT, python=self.python, timeout_s=self.timeout_s, label=self.target)
 
     def run(self, inputs: dict[str, np.ndarray]) -> RunResult:
         """Compile (or load the cached compiled context) and run every sample in a runner process."""
@@ -355,36 +230,7 @@ class RunnerModel:
         return _note_context(result, "warm", key, entry)
 
     def _log_path(self) -> Path:
-        return self.workdir / "runner.log"
-
-    def _execute(self, request_path: Path, log_path: Path) -> int:
-        """Run the request in the worker's long-lived runner, or a fresh one; the exit code.
-
-        A long-lived runner that dies on the request may have been damaged by an earlier run, so the
-        request runs again in a fresh process and that run decides; its log says so.
-        """
-        if reuse_runners():
-            shared = RUNNERS.run(self.python, request_path, self.timeout_s)
-            if shared in (0, EXIT_FAILED):
-                return shared
-            first = log_path.read_text(errors="replace") if log_path.exists() else ""
-            returncode = self._fresh(request_path, log_path)
-            ended = f"died with {signal.Signals(-shared).name}" if shared < 0 else f"exited with {shared}"
-            log_path.write_text(
-                f"# zoocompat: the shared runner process {ended} on this run, so it ran again in a fresh "
-                f"process (exit {returncode}); the first try's log, then the fresh one's\n{first}\n"
-                + log_path.read_text(errors="replace")
-            )
-            return returncode
-        return self._fresh(request_path, log_path)
-
-    def _fresh(self, request_path: Path, log_path: Path) -> int:
-        """The request in a runner process of its own; :class:`subprocess.TimeoutExpired` on a hang."""
-        with open(log_path, "wb") as log:
-            done = subprocess.run(
-                self._command(request_path), stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout_s
-            )
-        return done.returncode
+        return self.workdir / LOG_FILE
 
     def _run(
         self,
@@ -397,47 +243,30 @@ class RunnerModel:
         ``placement_log`` is the cold compile's log to read placement from (a warm run compiles nothing).
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        paths = {name: self.workdir / f"runner_{name}" for name in ("inputs.npz", "outputs.npz", "report.json")}
-        np.savez(paths["inputs.npz"], **inputs)
+        inputs_path, outputs_path = self.workdir / "runner_inputs.npz", self.workdir / "runner_outputs.npz"
+        np.savez(inputs_path, **inputs)
         request = {
             "model": str(model),
             "ep": self.ep,
-            "inputs": str(paths["inputs.npz"]),
-            "outputs": str(paths["outputs.npz"]),
-            "report": str(paths["report.json"]),
+            "inputs": str(inputs_path),
+            "outputs": str(outputs_path),
             "provider_options": self.provider_options,
             "session_config": self.session_config,
         }
         if context_dump is not None:
             request["context_dump"] = str(context_dump)
-        log_path = self._log_path()
-        request["log"] = str(log_path)  # where a long-lived runner sends this run's output
-        request_path = self.workdir / "runner_request.json"
-        request_path.write_text(json.dumps(request, indent=1))
-        paths["report.json"].unlink(missing_ok=True)
-        try:
-            returncode = self._execute(request_path, log_path)
-        except subprocess.TimeoutExpired:
-            raise CellError(
-                "timeout",
-                f"{self.target} runner did not finish within {self.timeout_s:.0f} s on {self.onnx_path.name} "
-                f"(killed); raise ZOOCOMPAT_CELL_TIMEOUT if the model is just slow; log: {log_path}",
-            ) from None
-        log_text = log_path.read_text(errors="replace")
+        runner = self._runner()
+        finished = runner.execute(request, self.workdir, self.onnx_path.name)  # a hang: CellError("timeout")
+        log_path = finished.log
+        log_text = finished.log_text()
         if placement_log is not None:  # keep the cold compile's log (vendor reasons) with this run's
             log_text = placement_log + "\n" + log_text
             log_path.write_text(
                 f"# zoocompat: compiled QNN context reused from {model.parent}; the cold compile's log, then this "
                 f"run's\n{log_text}"
             )
-        if returncode < 0:
-            name = signal.Signals(-returncode).name
-            raise CellError(
-                "crash",
-                f"{self.target} runner died with {name} on {self.onnx_path.name} (vendor library crash); "
-                f"the other cells are unaffected; log: {log_path}",
-            )
-        report = json.loads(paths["report.json"].read_text()) if paths["report.json"].exists() else {}
+        runner.check_signal(finished, self.onnx_path.name)  # a signal: CellError("crash")
+        report, returncode = finished.report, finished.code
         if returncode != 0:
             detail = report.get("error") or log_text.strip().splitlines()[-1:] or ["no output"]
             stage = report.get("stage", "start")
@@ -463,7 +292,7 @@ class RunnerModel:
                 f"{self.target} runner loaded QNN core {loaded} from {report.get('qnn_library')}, not the "
                 f"requested {self.expected_core_version} (python {self.python}); reinstall the SDK environment",
             )
-        with np.load(paths["outputs.npz"], allow_pickle=False) as data:
+        with np.load(outputs_path, allow_pickle=False) as data:
             outputs = {key: data[key] for key in data.files}
         placement = parse_placement(
             placement_log if placement_log is not None else log_text, _TARGET_EP[self.ep], self.target

@@ -22,6 +22,7 @@ class OnnxFrontend:
     """Shipped ONNX files."""
 
     name = "onnx"
+    order = 30
 
     def load(self, card: Card, source_path: Path | None) -> Any:
         """Check the file parses as ONNX; the model object is its path."""

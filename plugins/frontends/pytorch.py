@@ -34,6 +34,7 @@ class PytorchFrontend:
     """Loads ``torch.load(weights_only=True)`` state dicts into the card's architecture."""
 
     name = "pytorch"
+    order = 10
 
     def load(self, card: Card, source_path: Path | None) -> Any:
         """Build the architecture and load the weights (no pickled code is ever run)."""

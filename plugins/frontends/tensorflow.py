@@ -98,6 +98,7 @@ class TensorflowFrontend:
     """Loads ``.keras`` files and SavedModel folders; exports ONNX with tf2onnx."""
 
     name = "tensorflow"
+    order = 20
 
     def load(self, card: Card, source_path: Path | None) -> TensorflowModel:
         """Load ``source_path``: a ``.keras`` file, or a folder holding ``saved_model.pb``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -34,8 +35,19 @@ from zoocompat.api import QuantizeResult
 from zoocompat.api.encodings import apply_overrides, count_encodings, iter_encodings, load_encodings
 from zoocompat.api.errors import CellError
 
-# precision -> (param bitwidth, activation bitwidth)
+# precision -> (param bitwidth, activation bitwidth): the built-ins by name, and any other registered integer
+# precision spelled w<param bits>a<activation bits> with bitwidths AIMET and its QDQ export take (a plugin's w4a16)
 _BITWIDTHS = {"w8a8": (8, 8), "w8a16": (8, 16), "w4a8": (4, 8)}
+_WEIGHTS_ACTIVATIONS = re.compile(r"w(4|8|16)a(8|16)")
+
+
+def bitwidths(precision: str) -> tuple[int, int] | None:
+    """``(param bitwidth, activation bitwidth)`` of a precision name (``w4a16`` -> ``(4, 16)``), or ``None``."""
+    if precision in _BITWIDTHS:
+        return _BITWIDTHS[precision]
+    match = _WEIGHTS_ACTIVATIONS.fullmatch(precision)
+    return (int(match[1]), int(match[2])) if match else None
+
 # calibration scheme name -> aimet-onnx quant scheme ("ptq" is plain min-max, AIMET's "tf")
 _SCHEMES = {"ptq": "tf", "tf_enhanced": "tf_enhanced", "percentile": "percentile"}
 # passes around calibration, in the order they run
@@ -286,10 +298,14 @@ class AimetOnnxQuantizer:
         start = time.perf_counter()
         onnx_path, out_dir = Path(onnx_path), Path(out_dir)
         where = f"aimet_onnx {precision}/{technique} on {onnx_path.name}"
-        if precision not in _BITWIDTHS:
-            raise CellError("quantize_error", f"{where}: unknown precision; expected one of {self.precisions}")
+        bits = bitwidths(precision)
+        if bits is None:
+            raise CellError(
+                "quantize_error",
+                f"{where}: unknown precision; expected one of {', '.join(self.precisions)} or w<4|8|16>a<8|16>",
+            )
         scheme, passes = parse_technique(technique, where)
-        param_bw, act_bw = _BITWIDTHS[precision]
+        param_bw, act_bw = bits
         overrides = None
         if encodings_override is not None:
             try:

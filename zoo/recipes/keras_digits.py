@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoocompat_plugins.datasets.images import DigitsDataset
+from zoocompat.api.registry import registry
 
 MODEL_FILE = "digits_cnn.keras"
 INPUT_SCALE = 1 / 16  # digits pixels are 0..16; the card's preprocess.scale must match
@@ -39,7 +39,7 @@ def train_cnn(out_dir: Path, epochs: int = 30, seed: int = 0) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    pool = DigitsDataset().load("train", seed, {})
+    pool = registry().get("dataset", "digits").load("train", seed, {})
     images = pool.samples * INPUT_SCALE
 
     model = _build(keras)

@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from zoocompat_plugins.datasets.images import MnistDataset
 
+from zoocompat.api.registry import registry
 from zoocompat.model.cards import Preprocess
 from zoocompat.model.data import preprocess_image
 
@@ -38,7 +38,7 @@ CNN_PREPROCESS = Preprocess(scale=1 / 255)
 
 def mnist_train(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
     """The ``mnist`` train split through ``spec``: ``N x H x W x C`` float32 images and int64 labels."""
-    pool = MnistDataset().load("train", 0, {})
+    pool = registry().get("dataset", "mnist").load("train", 0, {})
     images = np.stack([preprocess_image(image, spec) for image in pool.samples]).astype(np.float32)
     return images, np.asarray(pool.labels)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from zoocompat_plugins.datasets.images import MnistDataset
 from zoocompat_zoo.models import timm_small
+
+from zoocompat.api.registry import registry
 
 MODEL_FILE = "model.pt"
 #: The cards' preprocess: ``(x * SCALE - MEAN) / STD`` on 0..255 pixels.
@@ -26,7 +27,7 @@ THREADS = 2
 
 def mnist_tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``mnist`` ``split`` as normalised ``N x 1 x 28 x 28`` float32 images and int64 labels."""
-    pool = MnistDataset().load(split, 0, {})
+    pool = registry().get("dataset", "mnist").load(split, 0, {})
     images = (pool.samples.astype(np.float32) * np.float32(SCALE) - np.float32(MEAN)) / np.float32(STD)
     return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(pool.labels)
 

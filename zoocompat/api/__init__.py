@@ -14,6 +14,7 @@ the AIMET encodings format that quantizers write and backends read is
 from zoocompat import hookimpl
 from zoocompat.api.errors import CATEGORIES, CardError, CellError, PluginError, ZoocompatError
 from zoocompat.api.protocols import (
+    OPTIONAL_MEMBERS,
     Backend,
     Batch,
     CompiledModel,
@@ -22,14 +23,19 @@ from zoocompat.api.protocols import (
     LabeledPool,
     Metric,
     Placement,
+    Precision,
     Quantizer,
     QuantizeResult,
+    QuantMode,
     RunResult,
     TrainingJob,
+    missing_members,
+    optional,
 )
 
 __all__ = [
     "CATEGORIES",
+    "OPTIONAL_MEMBERS",
     "Backend",
     "Batch",
     "CardError",
@@ -41,10 +47,14 @@ __all__ = [
     "Metric",
     "Placement",
     "PluginError",
+    "Precision",
+    "QuantMode",
     "QuantizeResult",
     "Quantizer",
     "RunResult",
     "TrainingJob",
     "ZoocompatError",
     "hookimpl",
+    "missing_members",
+    "optional",
 ]

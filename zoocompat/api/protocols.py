@@ -4,6 +4,18 @@ Arrays are numpy arrays; no ML framework type crosses this boundary. A batch
 of inputs is a ``dict`` from the ONNX input name to an array whose first axis
 is the sample axis; outputs are a ``dict`` from ONNX output name to an array
 with the same sample axis.
+
+Each protocol lists its *required* members first, then its *optional* ones
+under "Optional members". An optional attribute's value in the protocol body
+is its default; an optional method's default is "not offered" (the core does
+without it, as its docstring says). The core reads every optional member
+through :func:`optional`, so a plugin may leave any of them out, and a class
+that subclasses a protocol explicitly and keeps its stub counts as leaving it
+out. :data:`OPTIONAL_MEMBERS` names them per protocol.
+
+``isinstance(obj, Backend)`` (the protocols are runtime-checkable) asks for
+every member, optional ones included; :func:`missing_members` asks for the
+required ones only, which is what the core needs.
 """
 
 from __future__ import annotations
@@ -18,16 +30,23 @@ if TYPE_CHECKING:
     from zoocompat.model.cards import Card
 
 __all__ = [
+    "OPTIONAL_MEMBERS",
     "Backend",
+    "Batch",
     "CompiledModel",
     "Dataset",
     "Frontend",
     "LabeledPool",
     "Metric",
     "Placement",
+    "Precision",
+    "QuantMode",
     "QuantizeResult",
     "Quantizer",
     "RunResult",
+    "TrainingJob",
+    "missing_members",
+    "optional",
 ]
 
 Batch = dict[str, "np.ndarray"]
@@ -74,12 +93,29 @@ class Metric(Protocol):
         sample axis first; return a float array with one score per sample.
         """
 
+    # Optional members -------------------------------------------------------
+
+    def configure(self, params: dict[str, Any]) -> Metric:
+        """Optional. Return a metric configured with a card's ``metric.params`` (a copy; the registered
+        object stays unconfigured, since many cards share it).
+
+        Called by the core before scoring any card that names this metric, with ``{}`` when the card gives
+        no params. Default (not offered): the registered object scores as it is, and a card that gives
+        ``metric.params`` fails as ``bad_input``.
+        """
+
 
 @runtime_checkable
 class Frontend(Protocol):
     """Loads a card's model in its framework and exports canonical ONNX."""
 
     name: str
+
+    # Optional attributes (methods below) -------------------------------------
+
+    #: Optional. Where this frontend's rows and ``--frontends`` names sort: ascending, ties by name (default
+    #: ``100``, after the built-ins ``pytorch`` 10, ``tensorflow`` 20, ``onnx`` 30).
+    order: int = 100
 
     def load(self, card: Card, source_path: Path | None) -> Any:
         """Return the native model with its real weights.
@@ -95,6 +131,44 @@ class Frontend(Protocol):
         """Write an ONNX file at ``path`` with the card's static input dims and
         output names, checked with ``onnx.checker``.
         """
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A value of the matrix's precision axis.
+
+    Registered by :func:`zoocompat.api.hookspecs.zoocompat_precisions`.
+
+    ``quantized`` says whether a cell at this precision needs a quantizer and runs a QDQ model
+    (``w8a8``, ``w8a16``, ...) or runs the FP32 ONNX as it is (``fp32``, ``fp16``: the backend casts).
+    ``order`` sorts columns, cells and option listings (ascending, ties by name). ``default`` says whether
+    the matrix runs it when ``--precisions`` is not given; ``False`` makes it opt-in (the built-in
+    ``w4a8``: a quantization study, not the gate).
+    """
+
+    name: str
+    quantized: bool
+    order: int
+    description: str = ""
+    default: bool = True
+
+
+@dataclass(frozen=True)
+class QuantMode:
+    """A value of the matrix's quantization-mode axis.
+
+    Registered by :func:`zoocompat.api.hookspecs.zoocompat_quant_modes`.
+
+    The core gives ``none`` (the mode of unquantized cells) and ``qat`` (served by a card's
+    ``qat_quantizer``) their meaning; a quantizer serves the others it lists in ``modes``. ``order`` sorts
+    them (ascending, ties by name); ``default`` says whether the matrix runs them when ``--quant`` is not
+    given.
+    """
+
+    name: str
+    order: int
+    description: str = ""
+    default: bool = True
 
 
 @dataclass
@@ -126,6 +200,7 @@ class Quantizer(Protocol):
     """Calibrates an FP32 ONNX into a QDQ ONNX plus AIMET-format encodings."""
 
     name: str
+    #: the matrix's quantization modes this quantizer serves (``ptq``, ``auto``; ``qat`` with :meth:`train_quantize`)
     modes: tuple[str, ...]
     precisions: tuple[str, ...]
 
@@ -139,6 +214,34 @@ class Quantizer(Protocol):
     ) -> QuantizeResult:
         """Quantize ``onnx_path`` and write ``model_qdq.onnx`` and
         ``model.encodings`` into ``out_dir``.
+
+        ``technique`` is one of :attr:`techniques` or a ``+``-joined
+        combination of them (``cle+adaround``). ``zoocompat quantize`` may
+        also pass the keywords ``per_channel: bool`` and ``encodings_override:
+        Path``; a quantizer that does not take them fails that command with a
+        clear message, and the matrix never passes them.
+        """
+
+    # Optional members -------------------------------------------------------
+
+    #: Optional. Techniques ``quantize`` accepts, alone or ``+``-joined; autoquant's ladder skips the others.
+    techniques: tuple[str, ...] = ("ptq",)
+    #: Optional. Training samples a QAT quantizer asks for (the dataset's ``train`` split, cut to this many);
+    #: read only when :meth:`train_quantize` is offered.
+    samples: int = 1024
+
+    def train_quantize(self, job: TrainingJob, precision: str, out_dir: Path) -> QuantizeResult:
+        """Optional. Quantization-aware training: train ``job``'s model at ``precision`` and write
+        ``model_qdq.onnx`` and ``model.encodings`` into ``out_dir``.
+
+        Called for ``qat`` cells, ``zoocompat quantize --technique qat`` and autoquant's QAT step, on the
+        quantizer a card names as ``qat_quantizer``. Default (not offered): the quantizer cannot be a card's
+        ``qat_quantizer``; naming it there fails those cells as ``quantize_error``.
+        """
+
+    def settings(self) -> dict[str, Any]:
+        """Optional. What shapes a QAT result besides the model, data and precision (epochs, learning rate,
+        :attr:`samples`); part of the QAT cache key, so changing one retrains. Default: ``{}``.
         """
 
 
@@ -185,7 +288,19 @@ class CompiledModel(Protocol):
     """A model prepared for one backend at one precision."""
 
     def run(self, inputs: Batch) -> RunResult:
-        """Run every sample of ``inputs`` and return outputs, placement and timings."""
+        """Run every sample of ``inputs`` and return outputs, placement and timings.
+
+        Raise :class:`zoocompat.api.CellError` for a failure that is the
+        cell's verdict (``crash``, ``timeout``, ``unsupported_op``, ...);
+        :class:`zoocompat.api.runner.Runner` does that classification for a
+        runner process.
+        """
+
+    # Optional members -------------------------------------------------------
+
+    #: Optional, settable. Seconds one :meth:`run` may take before it fails as ``timeout``; ``None`` (the
+    #: default) says the model has no limit the core can change. The op-support table lowers it for its probes.
+    timeout_s: float | None = None
 
 
 @runtime_checkable
@@ -195,6 +310,23 @@ class Backend(Protocol):
     name: str
     precisions: tuple[str, ...]
 
+    # Optional attributes (methods below) -------------------------------------
+
+    #: Optional. Whether the SDK release is an axis of this backend's cells: with ``--sdk a,b`` the matrix
+    #: makes one cell per release (default ``False``: one cell, run with the first ``--sdk``).
+    sdk_axis: bool = False
+    #: Optional. Modules besides the backend's own code (see :func:`zoocompat.run.reuse.code_digest`) whose
+    #: source shapes its outputs; a change to any of them runs the backend again instead of reusing outputs.
+    code_modules: tuple[str, ...] = ()
+    #: Optional. Where this backend's columns, cells and ``--backends`` names sort: ascending, ties by name
+    #: (default ``100``, after the built-ins ``cpu`` 10, ``gpu`` 20, ``dsp`` 30, ``htp`` 40).
+    order: int = 100
+    #: Optional. Whether this is *the* reference backend (default ``False``): the host runtime that runs the
+    #: FP32 ONNX (checked against the frontend's native run) and the QDQ model whose outputs every other
+    #: backend's fidelity (``sqnr_vs_cpu_db``) and first-bad-layer diagnosis are measured against. Exactly one
+    #: registered backend must set it (the built-in ``cpu`` does); its cells are not shown as accelerator cells.
+    reference: bool = False
+
     def available(self, sdk: str | None) -> str | None:
         """Return ``None`` when this backend can run here, else the reason it cannot."""
 
@@ -203,3 +335,71 @@ class Backend(Protocol):
 
     def compile(self, onnx_path: Path, precision: str, sdk: str | None, workdir: Path) -> CompiledModel:
         """Prepare ``onnx_path`` (FP32 for float precisions, QDQ for integer ones)."""
+
+    def configure(self, strict_npu: bool = False, device: str | None = None) -> None:
+        """Optional. Session-wide settings from the pytest options ``--strict-npu`` (no CPU fallback: the
+        whole graph on the accelerator or the cell fails) and ``--device adb:SERIAL`` (the worker's device).
+
+        Called once per pytest session (and per xdist worker) before any cell, with the defaults when the
+        options are not given, so settings never carry over between sessions. Raise ``ValueError`` for a
+        setting the backend cannot take; pytest shows it as a usage error. Default (not offered): the
+        backend ignores both options.
+        """
+
+
+_ABSENT = object()
+
+#: The optional members of each protocol, in the order its manual lists them. An attribute's default is its
+#: value in the protocol body; an optional method's default is ``None`` (not offered).
+OPTIONAL_MEMBERS: dict[type, tuple[str, ...]] = {
+    Metric: ("configure",),
+    Quantizer: ("techniques", "samples", "train_quantize", "settings"),
+    CompiledModel: ("timeout_s",),
+    Frontend: ("order",),
+    Backend: ("sdk_axis", "code_modules", "order", "reference", "configure"),
+}
+
+
+def _declared(name: str) -> list[type]:
+    """The protocols that declare ``name`` as optional, or a clear error for a name none does."""
+    protocols = [protocol for protocol, names in OPTIONAL_MEMBERS.items() if name in names]
+    if not protocols:
+        known = sorted({member for names in OPTIONAL_MEMBERS.values() for member in names})
+        raise KeyError(f"{name!r} is no optional member of a zoocompat protocol; optional members: {known}")
+    return protocols
+
+
+def _default(protocol: type, name: str) -> Any:
+    """The documented default of ``protocol``'s optional member ``name``: its value, or ``None`` for a method."""
+    value = protocol.__dict__[name]
+    return None if callable(value) else value
+
+
+def optional(plugin: object, name: str) -> Any:
+    """``plugin``'s optional member ``name``, or the default its protocol documents.
+
+    The one way the core reads an optional member (``optional(backend, "sdk_axis")``,
+    ``optional(metric, "configure")``). A method the plugin inherits unchanged from a
+    protocol it subclasses explicitly is its stub, so it counts as not offered. Raises
+    :class:`KeyError` for a name no protocol declares optional (a typo in the core).
+    """
+    protocols = _declared(name)
+    value = getattr(plugin, name, _ABSENT)
+    stubs = [protocol.__dict__[name] for protocol in protocols]
+    if value is _ABSENT or getattr(value, "__func__", None) in stubs:
+        return _default(protocols[0], name)  # protocols that share a name share its default (tests/test_protocols.py)
+    return value
+
+
+def missing_members(plugin: object, protocol: type) -> list[str]:
+    """The required members of ``protocol`` that ``plugin`` lacks (``[]`` when it has them all)."""
+    optional_names = set(OPTIONAL_MEMBERS.get(protocol, ()))
+    required = [name for name in _protocol_members(protocol) if name not in optional_names]
+    return [name for name in required if not hasattr(plugin, name)]
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    """Every member a protocol declares: annotated attributes and methods, in declaration order."""
+    names = list(protocol.__dict__.get("__annotations__", {}))
+    names += [name for name, value in protocol.__dict__.items() if callable(value) and not name.startswith("_")]
+    return list(dict.fromkeys(names))

@@ -2,23 +2,34 @@
 
 Every plugin, the built-in ones in ``plugins/`` included, is found through the
 ``zoocompat`` entry-point group. :class:`Registry` collects what their hooks
-return and answers lookups by kind and name.
+return and answers lookups by kind and name, and the matrix's *axes*: the
+registered frontends, backends, precisions and quantization modes, each in the
+order its plugin declares. The core names none of them.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from zoocompat.api import hookspecs
 from zoocompat.api.errors import PluginError
+from zoocompat.api.protocols import Precision, QuantMode, optional
 
 ENTRY_POINT_GROUP = "zoocompat"
-KINDS = ("frontend", "quantizer", "backend", "dataset", "metric")
+KINDS = ("frontend", "quantizer", "backend", "dataset", "metric", "precision", "quant_mode")
+#: The matrix's axes (the names of the results record's fields and of the pytest options) -> plugin kind.
+AXES = {"frontend": "frontend", "backend": "backend", "precision": "precision", "quant": "quant_mode"}
+#: Where an axis value sorts when its plugin declares no ``order``.
+DEFAULT_ORDER = 100
+
+SortKey = tuple[int, int, str]
 
 
 @dataclass
@@ -33,12 +44,13 @@ class PluginInfo:
 
 @dataclass
 class Registry:
-    """Plugin objects by kind and name, plus the zoo folders plugins declare."""
+    """Plugin objects by kind and name, the zoo folders and known-failures files plugins declare."""
 
     manager: pluggy.PluginManager
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
     zoo_dirs: list = field(default_factory=list)
+    known_failures: list[Path] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> Any:
@@ -60,6 +72,75 @@ class Registry:
         """Every registered plugin object, sorted by kind then name."""
         return sorted(self.sources.values(), key=lambda i: (KINDS.index(i.kind), i.name))
 
+    # -- axes --------------------------------------------------------------------
+
+    def _axis_table(self, axis: str) -> dict[str, Any]:
+        if axis not in AXES:
+            raise KeyError(f"{axis!r} is not a matrix axis; axes: {', '.join(AXES)}")
+        return self.objects.get(AXES[axis], {})
+
+    def order(self, axis: str, name: str) -> int | None:
+        """The declared order of ``name`` on ``axis`` (``"frontend"``, ``"backend"``, ``"precision"``,
+        ``"quant"``), or ``None`` when nothing registered here has that name.
+        """
+        obj = self._axis_table(axis).get(name)
+        if obj is None:
+            return None
+        kind = AXES[axis]
+        value = optional(obj, "order") if kind in ("frontend", "backend") else getattr(obj, "order", DEFAULT_ORDER)
+        return int(value)
+
+    def sort_key(self, axis: str) -> Callable[[str], SortKey]:
+        """A key that sorts names of ``axis`` by declared order, ties by name, and names registered nowhere
+        here last, by name (a results file may name a backend or precision this machine does not have).
+        """
+
+        def key(name: str) -> SortKey:
+            order = self.order(axis, name)
+            return (0, order, name) if order is not None else (1, 0, name)
+
+        return key
+
+    def axis(self, axis: str) -> list[str]:
+        """The registered names of ``axis`` in their declared order."""
+        return sorted(self._axis_table(axis), key=self.sort_key(axis))
+
+    def defaults(self, axis: str) -> list[str]:
+        """The names of ``axis`` the matrix runs when its option is not given (``default`` of a precision or
+        quantization mode; every frontend and backend), in order.
+        """
+        table = self._axis_table(axis)
+        return [name for name in self.axis(axis) if getattr(table[name], "default", True)]
+
+    def precision(self, name: str) -> Precision:
+        """The registered :class:`Precision` called ``name``, or a clear error."""
+        return self.get("precision", name)
+
+    def quant_mode(self, name: str) -> QuantMode:
+        """The registered :class:`QuantMode` called ``name``, or a clear error."""
+        return self.get("quant_mode", name)
+
+    def reference_backends(self) -> list[str]:
+        """Names of the backends that declare ``reference = True`` (normally exactly one), in order."""
+        return [name for name in self.axis("backend") if optional(self.get("backend", name), "reference")]
+
+    def reference_backend(self) -> str:
+        """The one backend that declares ``reference = True``: the host runtime of the FP32 and QDQ references."""
+        found = self.reference_backends()
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise PluginError(
+                f"no registered backend declares `reference = True` (registered: "
+                f"{', '.join(self.axis('backend')) or 'none'}); the FP32 and QDQ references need one. Install "
+                "zoocompat's built-in plugins (the `cpu` backend) or a plugin whose backend is the reference."
+            )
+        owners = ", ".join(f"{name} ({self.sources[('backend', name)].source})" for name in found)
+        raise PluginError(
+            f"several backends declare `reference = True`: {owners}; exactly one may. "
+            "Uninstall one of them, or set `reference = False` on all but one."
+        )
+
 
 def _load_entry_points(manager: pluggy.PluginManager, registry: Registry) -> dict[str, tuple[str, str]]:
     """Register each entry point's module; a broken one is recorded, not fatal."""
@@ -78,18 +159,25 @@ def _load_entry_points(manager: pluggy.PluginManager, registry: Registry) -> dic
     return dists
 
 
-def build_registry() -> Registry:
-    """Load every ``zoocompat`` entry point and collect what its hooks return."""
+def build_registry(extra: Iterable[object] = ()) -> Registry:
+    """Load every ``zoocompat`` entry point, then the ``extra`` plugin objects (modules or objects with
+    hook implementations, e.g. a test's in-process plugin), and collect what their hooks return.
+    """
     manager = pluggy.PluginManager("zoocompat")
     manager.add_hookspecs(hookspecs)
     registry = Registry(manager=manager)
     dists = _load_entry_points(manager, registry)
+    for plugin in extra:
+        name = manager.register(plugin)
+        dists[name] = ("in-process", "unknown")
     hooks = {
         "frontend": manager.hook.zoocompat_frontends,
         "quantizer": manager.hook.zoocompat_quantizers,
         "backend": manager.hook.zoocompat_backends,
         "dataset": manager.hook.zoocompat_datasets,
         "metric": manager.hook.zoocompat_metrics,
+        "precision": manager.hook.zoocompat_precisions,
+        "quant_mode": manager.hook.zoocompat_quant_modes,
     }
     for kind, hook in hooks.items():
         table: dict[str, Any] = {}
@@ -107,6 +195,8 @@ def build_registry() -> Registry:
         registry.objects[kind] = table
     for dirs in manager.hook.zoocompat_zoo_dirs():
         registry.zoo_dirs.extend(dirs)
+    for files in reversed(manager.hook.zoocompat_known_failures()):  # in registration order
+        registry.known_failures.extend(Path(f) for f in files)
     return registry
 
 

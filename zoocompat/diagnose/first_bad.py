@@ -1,4 +1,4 @@
-"""The ONNX side of first-bad-layer diagnostics and repro extraction (logic in :mod:`zoocompat.diagnose.layers`).
+"""The ONNX side of first-bad-layer diagnostics (the pure logic is in :mod:`zoocompat.diagnose.layers`).
 
 - :func:`activation_pairs` maps the tensors of a QDQ model back to the FP32
   tensors they stand for: the output of the DequantizeLinear that follows the
@@ -10,6 +10,8 @@
   nodes' real attributes, initializers and Q/DQ); :func:`node_model` cuts one
   node out with the Q/DQ around it. :func:`backend_vs_cpu` bisects prefixes on
   a backend against the CPU EP.
+- :func:`diagnose_failure` (what the pipeline calls for a failed cell) runs
+  both measurements through :func:`diagnose_cell` and never raises.
 
 onnx and onnxruntime are imported inside the functions.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,19 +29,32 @@ from typing import Any
 
 import numpy as np
 
-from zoocompat.diagnose.layers import BACKEND_THRESHOLD_DB, QDQ_THRESHOLD_DB, bisect_first_bad, first_below, trim_layers
-from zoocompat.report.results import Diagnosis, LayerFinding, LayerSqnr
+from zoocompat.diagnose.layers import (
+    BACKEND_THRESHOLD_DB,
+    QDQ_THRESHOLD_DB,
+    bisect_first_bad,
+    diagnosis_samples,
+    first_below,
+    should_diagnose,
+    summarize,
+    trim_layers,
+)
+from zoocompat.report.results import CellRecord, Diagnosis, LayerFinding, LayerSqnr
+from zoocompat.verdict.stats import sqnr_db
 
 __all__ = [
     "TensorPair",
     "activation_pairs",
     "backend_vs_cpu",
     "diagnose_cell",
+    "diagnose_failure",
     "float_tensors",
     "fp32_vs_qdq",
+    "no_context_cache",
     "node_model",
     "prefix_model",
     "run_cpu",
+    "with_outputs",
 ]
 
 _FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -148,7 +164,7 @@ def activation_pairs(qdq: Any, fp32_names: Iterable[str] | None = None) -> list[
     return pairs
 
 
-def _with_outputs(model: Any, names: Iterable[str]) -> Any:
+def with_outputs(model: Any, names: Iterable[str]) -> Any:
     """A copy of ``model`` with ``names`` added as graph outputs (float, shape left to the runtime)."""
     from onnx import helper
 
@@ -206,8 +222,8 @@ def fp32_vs_qdq(
     if not pairs:
         raise ValueError("no tensor of the QDQ model maps to a tensor of the FP32 model")
     sessions = (
-        _session(_with_outputs(fp32, [p.fp32 for p in pairs]), optimize=False),
-        _session(_with_outputs(qdq, [p.qdq for p in pairs]), optimize=False),
+        _session(with_outputs(fp32, [p.fp32 for p in pairs]), optimize=False),
+        _session(with_outputs(qdq, [p.qdq for p in pairs]), optimize=False),
     )
     signal = np.zeros(len(pairs))
     noise = np.zeros(len(pairs))
@@ -413,8 +429,6 @@ def backend_vs_cpu(
     """
     import onnx
 
-    from zoocompat.verdict.stats import sqnr_db
-
     model = onnx.load(str(model_path))
     output = output or model.graph.output[0].name
     _, slice_tensors = _needed(model, [output])
@@ -431,7 +445,7 @@ def backend_vs_cpu(
         path = workdir / f"prefix_{k:04d}.onnx"
         onnx.save(prefix_model(model, [pair.qdq]), str(path))
         cpu = run_cpu(path, batch, optimize=False)  # the QDQ semantics exactly: every Q / DQ in float
-        with _no_context_cache():
+        with no_context_cache():
             result = backend.compile(path, precision, sdk, workdir / f"prefix_{k:04d}").run(batch)
         value = sqnr_db(cpu[pair.qdq], result.outputs[pair.qdq])
         return None if value is None else round(value, 2)
@@ -473,7 +487,7 @@ def diagnose_cell(runner: Any, cell: Any, record: Any, samples: int) -> Diagnosi
         diagnosis.quantization = fp32_vs_qdq(
             converted.onnx, quantized.qdq_onnx, batch, QDQ_THRESHOLD_DB.get(cell.precision, 20.0)
         )
-    if cell.backend != "cpu" or cell.quantized:  # a cpu QDQ cell: the CPU EP's fused integer kernels
+    if cell.backend != runner.registry.reference_backend() or cell.quantized:  # a reference QDQ cell: fused kernels
         backend = runner.registry.get("backend", cell.backend)
         workdir = runner.report.root / "work" / cell.id / "diagnose"
         try:
@@ -493,18 +507,29 @@ def diagnose_cell(runner: Any, cell: Any, record: Any, samples: int) -> Diagnosi
     return diagnosis
 
 
-# -- repro cases (zoocompat repro) ---------------------------------------------
+def diagnose_failure(runner: Any, cell: Any, record: CellRecord, samples: int | None = None) -> Diagnosis | None:
+    """The :class:`~zoocompat.report.results.Diagnosis` of a failed cell, or ``None`` when it gets none.
 
-
-def _feed_values(model: Any, feeds: list[str], batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Values of tensors ``feeds`` of ``model`` on ``batch`` (graph inputs straight from the batch)."""
-    inner = [f for f in feeds if f not in batch]
-    values = run_cpu(_with_outputs(model, inner), batch, optimize=False) if inner else {}
-    return {f: (batch[f] if f in batch else values[f]) for f in feeds}
+    What the pipeline calls for every failed cell (``runner`` is its
+    :class:`~zoocompat.run.pipeline.CellRunner`, ``cell`` a
+    :class:`~zoocompat.run.matrix.Cell`). Never raises: whatever goes wrong
+    lands in ``Diagnosis.error``, and the cell's verdict is left as it is.
+    """
+    samples = diagnosis_samples() if samples is None else samples
+    if samples <= 0 or not should_diagnose(cell, record):
+        return None
+    start = time.perf_counter()
+    try:
+        diagnosis = diagnose_cell(runner, cell, record, samples)
+    except Exception as error:  # noqa: BLE001 - diagnostics are advice; the verdict stands without them
+        diagnosis = Diagnosis(error=f"{type(error).__name__}: {error}")
+    diagnosis.seconds = round(time.perf_counter() - start, 2)
+    diagnosis.summary = summarize(diagnosis, cell.backend)
+    return diagnosis
 
 
 @contextlib.contextmanager
-def _no_context_cache() -> Iterator[None]:
+def no_context_cache() -> Iterator[None]:
     """Compile one-off graphs (prefixes, single nodes) without filling the backend's compiled-context cache."""
     previous = os.environ.get("ZOOCOMPAT_HTP_CONTEXT_CACHE")
     os.environ["ZOOCOMPAT_HTP_CONTEXT_CACHE"] = "0"
@@ -515,223 +540,3 @@ def _no_context_cache() -> Iterator[None]:
             os.environ.pop("ZOOCOMPAT_HTP_CONTEXT_CACHE", None)
         else:
             os.environ["ZOOCOMPAT_HTP_CONTEXT_CACHE"] = previous
-
-
-def _backend_sqnr(
-    backend: Any,
-    cell: Any,
-    path: Path,
-    inputs: dict[str, np.ndarray],
-    expected: dict[str, np.ndarray],
-    session_config: dict[str, str] | None = None,
-) -> float:
-    """Run ``path`` on the cell's backend and return its worst output SQNR against ``expected``."""
-    from zoocompat.verdict.stats import sqnr_db
-
-    with _no_context_cache():
-        compiled = backend.compile(Path(path), cell.precision, cell.sdk, Path(path).with_suffix(""))
-        if session_config is not None:
-            compiled.session_config = session_config
-        outputs = compiled.run(inputs).outputs
-    values = [sqnr_db(ref, outputs[name]) for name, ref in expected.items()]
-    return min(float("inf") if v is None else v for v in values)
-
-
-def _who(cell: Any) -> str:
-    if cell.backend == "cpu":
-        return "the CPU EP with its default optimizations (fused integer kernels)"
-    return f"{cell.backend} ({cell.sdk or 'installed SDK'})"
-
-
-def _db_words(found: LayerFinding) -> str:
-    def db(value: float | None) -> str:
-        return "identical" if value is None else f"{value:.2f} dB"
-
-    return f"{db(found.sqnr_db)}; the layer before it: {db(found.previous_sqnr_db)}"
-
-
-def plan_case(runner: Any, cell: Any, record: Any, kind: str, samples: int, work: Path) -> Any:
-    """The :class:`~zoocompat.diagnose.repro.ReproCase` for ``record`` (see ``plan_repro``)."""
-    import onnx
-
-    from zoocompat.diagnose.repro import ReproCase, ReproError
-
-    card = runner.cards[cell.model]
-    batch = {k: v[:samples] for k, v in runner.card_data(card).eval_batch().items()}
-    # the files the cell ran when they are still there (the same bytes), else rebuilt through the pipeline
-    recorded = {k: Path(v) for k, v in record.artifacts.items() if k in ("fp32_onnx", "qdq_onnx") and Path(v).is_file()}
-    fp32_path = recorded.get("fp32_onnx") or runner.converted(card).onnx
-    model_path = fp32_path
-    if cell.quantized:
-        model_path = recorded.get("qdq_onnx") or runner.quantized(card, cell.precision, cell.quant).qdq_onnx
-    model = onnx.load(str(model_path))
-    backend = runner.registry.get("backend", cell.backend)
-    work.mkdir(parents=True, exist_ok=True)
-    compiled = backend.compile(Path(model_path), cell.precision, cell.sdk, work / "runs")
-    ep = getattr(compiled, "ep", "cpu")
-    options = {k: str(v) for k, v in getattr(compiled, "provider_options", {}).items() if k != "backend_path"}
-    session_config = {k: str(v) for k, v in getattr(compiled, "session_config", {}).items()}
-    info = backend.describe(cell.sdk) if hasattr(backend, "describe") else {}
-    common = dict(
-        cell=record.id,
-        provider_options=options,
-        session_config=session_config,
-        sdk=cell.sdk or info.get("sdk"),
-        qnn_core_version=info.get("qnn_core_version"),
-    )
-    details = [f"cell status {record.status} ({record.category}): {record.reason[:400]}"]
-    sub_path = work / "candidate.onnx"
-
-    if kind == "crash":
-        inputs = {k: v[:1] for k, v in batch.items()}
-        return ReproCase(
-            kind=kind,
-            model=model,
-            inputs=inputs,
-            expected=run_cpu(model, inputs),
-            ep=ep,
-            check="crash",
-            threshold_db=0.0,
-            observed=record.reason[:300],
-            expected_from="cpu",
-            what=f"the whole model ({len(model.graph.node)} nodes) on one sample",
-            details=details,
-            **common,
-        )
-
-    if kind == "fallback":
-        reasons = list(record.coverage.reasons) if record.coverage else []
-        ops = list(record.coverage.fallback_ops) if record.coverage and record.coverage.fallback_ops else []
-        ops += [r.split(":", 1)[0].strip() for r in reasons if ":" in r]
-        index = next((i for op in ops for i, n in enumerate(model.graph.node) if n.op_type == op), None)
-        if index is None:
-            raise ReproError(
-                f"{record.id}: no node of the fallen-back op types {ops or '(none recorded)'} in {model_path}"
-            )
-        node = model.graph.node[index]
-        sub, feeds = node_model(model, index)
-        inputs = _feed_values(model, feeds, batch)
-        expected = run_cpu(sub, inputs, optimize=False)
-        onnx.save(sub, str(sub_path))
-        strict = dict(session_config, **{"session.disable_cpu_ep_fallback": "1"})
-        try:
-            _backend_sqnr(backend, cell, sub_path, inputs, expected, strict)
-            details.append(f"{node.op_type} {node.name!r} alone: the backend took it whole; NOT reproduced")
-        except Exception as error:  # noqa: BLE001 - the expected outcome: the session refuses the node
-            details.append(f"{node.op_type} {node.name!r} alone, CPU fallback disabled: {str(error)[:300]}")
-        common["session_config"] = strict
-        vendor = next((r for r in reasons if r.startswith(node.op_type)), "")
-        return ReproCase(
-            kind=kind,
-            model=sub,
-            inputs=inputs,
-            expected=expected,
-            ep=ep,
-            check="fallback",
-            threshold_db=0.0,
-            observed=f"{node.op_type} fell back to the CPU. {vendor}".strip(),
-            expected_from="cpu",
-            details=details,
-            what=f"the {node.op_type} node {node.name!r} alone with its Q/DQ, fed the values the "
-            f"full model gives it on {samples} evaluation samples",
-            **common,
-        )
-
-    from zoocompat.diagnose.layers import diagnose_failure
-
-    diagnosis = record.diagnosis or diagnose_failure(runner, cell, record, max(samples, 4))
-    if diagnosis is None:
-        raise ReproError(f"{record.id}: no diagnosis (set ZOOCOMPAT_DIAGNOSE_SAMPLES > 0)")
-    found = diagnosis.backend if diagnosis.backend and diagnosis.backend.first_bad_tensor else None
-    if found is not None:
-        pairs = activation_pairs(model) if cell.quantized else float_tensors(model)
-        pair = next(p for p in pairs if p.qdq == found.first_bad_tensor)
-        threshold = found.threshold_db
-        observed = (
-            f"{_who(cell)} vs the QDQ reference (CPU EP, graph optimizations off): first layer below "
-            f"{threshold:.0f} dB is {pair.op_type} {pair.layer!r} ({_db_words(found)})"
-        )
-        if pair.index >= 0:
-            sub, feeds = node_model(model, pair.index)
-            inputs = _feed_values(model, feeds, batch)
-            expected = run_cpu(sub, inputs, optimize=False)
-            onnx.save(sub, str(sub_path))
-            alone = _backend_sqnr(backend, cell, sub_path, inputs, expected)
-            details.append(
-                f"{pair.op_type} {pair.layer!r} alone with its Q/DQ on {_who(cell)}: {alone:.2f} dB vs the reference"
-            )
-            if alone < threshold:
-                return ReproCase(
-                    kind="backend",
-                    model=sub,
-                    inputs=inputs,
-                    expected=expected,
-                    ep=ep,
-                    check="sqnr_below",
-                    threshold_db=threshold,
-                    observed=observed,
-                    expected_from="cpu",
-                    details=details,
-                    what=f"the {pair.op_type} node {pair.layer!r} alone with its Q/DQ, fed the values "
-                    f"the full model gives it on {samples} evaluation samples",
-                    **common,
-                )
-        sub = prefix_model(model, [pair.qdq])
-        inputs = {i.name: batch[i.name] for i in sub.graph.input}
-        expected = run_cpu(sub, inputs, optimize=False)
-        onnx.save(sub, str(sub_path))
-        prefix_db = _backend_sqnr(backend, cell, sub_path, inputs, expected)
-        details.append(
-            f"prefix up to {pair.layer!r} ({len(sub.graph.node)} nodes) on {_who(cell)}: "
-            f"{prefix_db:.2f} dB vs the reference"
-        )
-        return ReproCase(
-            kind="backend",
-            model=sub,
-            inputs=inputs,
-            expected=expected,
-            ep=ep,
-            check="sqnr_below",
-            threshold_db=threshold,
-            observed=observed,
-            expected_from="cpu",
-            details=details,
-            what=f"the graph up to {pair.op_type} {pair.layer!r} ({len(sub.graph.node)} nodes)",
-            **common,
-        )
-
-    found = diagnosis.quantization if diagnosis.quantization and diagnosis.quantization.first_bad_tensor else None
-    if found is None:
-        raise ReproError(f"{record.id}: the diagnosis names no layer below its threshold: {diagnosis.summary}")
-    fp32 = onnx.load(str(fp32_path))
-    pair = next(p for p in activation_pairs(model, [found.first_bad_tensor]) if p.fp32 == found.first_bad_tensor)
-    sub = prefix_model(model, [pair.qdq])
-    inputs = {i.name: batch[i.name] for i in sub.graph.input}
-    reference = run_cpu(_with_outputs(fp32, [pair.fp32]), inputs, optimize=False)[pair.fp32]
-    expected = {pair.qdq: reference}
-    from zoocompat.verdict.stats import sqnr_db
-
-    measured = sqnr_db(reference, run_cpu(sub, inputs, optimize=False)[pair.qdq])
-    details.append(
-        f"QDQ prefix up to {pair.layer!r} ({len(sub.graph.node)} nodes) on the CPU EP vs FP32: {measured} dB"
-    )
-    observed = (
-        f"the QDQ model on the CPU EP vs FP32: first layer below {found.threshold_db:.0f} dB is "
-        f"{pair.op_type} {pair.layer!r} ({_db_words(found)})"
-    )
-    common.update(provider_options={}, session_config={}, optimize=False)
-    return ReproCase(
-        kind="quantization",
-        model=sub,
-        inputs=inputs,
-        expected=expected,
-        ep="cpu",
-        check="sqnr_below",
-        threshold_db=found.threshold_db,
-        observed=observed,
-        expected_from="fp32",
-        details=details,
-        what=f"the QDQ graph up to {pair.op_type} {pair.layer!r} ({len(sub.graph.node)} nodes); "
-        "expected.npz holds the FP32 model's value of that tensor",
-        **common,
-    )

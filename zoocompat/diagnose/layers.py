@@ -1,6 +1,7 @@
 """First-bad-layer diagnostics for a cell that fails accuracy or fidelity: the pure logic.
 
-Two questions, two measurements (the ONNX work lives in :mod:`zoocompat.diagnose.first_bad`):
+Two questions, two measurements (the ONNX work, and :func:`~zoocompat.diagnose.first_bad.diagnose_failure`
+that the pipeline calls, live in :mod:`zoocompat.diagnose.first_bad`):
 
 1. **Where does quantization lose the signal?** (``fp32_vs_qdq``) The FP32 model
    and the QDQ model run on the CPU EP over a few evaluation samples with every
@@ -37,16 +38,15 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from zoocompat.api.registry import registry
 from zoocompat.report.results import CellRecord, Diagnosis, LayerFinding, LayerSqnr
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the run stage calls the diagnosis, not the reverse
     from zoocompat.run.matrix import Cell
-    from zoocompat.run.pipeline import CellRunner
 
 __all__ = [
     "BACKEND_THRESHOLD_DB",
@@ -54,7 +54,6 @@ __all__ = [
     "QDQ_THRESHOLD_DB",
     "BisectResult",
     "bisect_first_bad",
-    "diagnose_failure",
     "diagnosis_samples",
     "first_below",
     "should_diagnose",
@@ -160,7 +159,7 @@ def should_diagnose(cell: Cell, record: CellRecord) -> bool:
         return False
     if record.metric is None:  # failed before its run (e.g. the FP32 model below its reference)
         return False
-    return not (cell.backend == "cpu" and not cell.quantized)
+    return not (cell.backend in registry().reference_backends() and not cell.quantized)  # the FP32 reference
 
 
 def _layer_words(finding: LayerFinding, what: str) -> str:
@@ -192,24 +191,3 @@ def summarize(diagnosis: Diagnosis, backend: str = "backend") -> str:
     if diagnosis.error:
         parts.append(f"diagnosis incomplete: {diagnosis.error}")
     return "; ".join(parts)
-
-
-def diagnose_failure(runner: CellRunner, cell: Cell, record: CellRecord, samples: int | None = None) -> Any:
-    """The :class:`~zoocompat.results.Diagnosis` of a failed cell, or ``None`` when it gets none.
-
-    Never raises: whatever goes wrong lands in ``Diagnosis.error``, and the
-    cell's verdict is left as it is.
-    """
-    samples = diagnosis_samples() if samples is None else samples
-    if samples <= 0 or not should_diagnose(cell, record):
-        return None
-    start = time.perf_counter()
-    try:
-        from zoocompat.diagnose.first_bad import diagnose_cell
-
-        diagnosis = diagnose_cell(runner, cell, record, samples)
-    except Exception as error:  # noqa: BLE001 - diagnostics are advice; the verdict stands without them
-        diagnosis = Diagnosis(error=f"{type(error).__name__}: {error}")
-    diagnosis.seconds = round(time.perf_counter() - start, 2)
-    diagnosis.summary = summarize(diagnosis, cell.backend)
-    return diagnosis

@@ -32,6 +32,9 @@ from typing import Any
 from zoocompat.api import Placement
 from zoocompat.api.cache import ArtifactCache, key_of
 from zoocompat.api.errors import CellError
+from zoocompat.api.protocols import optional
+from zoocompat.diagnose import op_probes
+from zoocompat.verdict.stats import sqnr_db
 
 __all__ = [
     "VERDICTS",
@@ -77,8 +80,6 @@ def _compare(reference: dict[str, Any], outputs: dict[str, Any]) -> dict[str, An
     """SQNR (float outputs, worst one) and exact agreement (integer/bool outputs) against the CPU run."""
     import numpy as np
 
-    from zoocompat.verdict.stats import sqnr_db
-
     worst: float | None = None
     agreement: float | None = None
     notes = []
@@ -121,8 +122,6 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
     become an ``error`` record with the message. ``workdir`` keeps the models
     and the runner log.
     """
-    from zoocompat.diagnose import op_probes
-
     start = time.perf_counter()
     record: dict[str, Any] = {"probe": probe.name, "op": probe.op, "opset": probe.opset, "precision": precision}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -145,8 +144,9 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
         reference = op_probes.cpu_reference(model_path, inputs)
         stage = "compile"
         compiled = backend.compile(model_path, precision, sdk, workdir / "run")
-        if hasattr(compiled, "timeout_s"):
-            compiled.timeout_s = min(compiled.timeout_s, PROBE_TIMEOUT_S)
+        limit = optional(compiled, "timeout_s")
+        if limit is not None:  # a model without a limit the core can change runs as it is
+            compiled.timeout_s = min(limit, PROBE_TIMEOUT_S)
         stage = "run"
         result = compiled.run(inputs)
     except CellError as error:
@@ -194,8 +194,6 @@ def _cached_probe(
     identity: dict[str, Any],
 ) -> tuple[dict[str, Any], bool]:
     """``probe_once`` through the cache; ``identity`` (SDK id, backend settings) is part of the key."""
-    from zoocompat.diagnose import op_probes
-
     key = key_of(CACHE_STAGE, _FORMAT, op_probes.definition_hash(probe), precision, backend.name, identity)
     done = cache.root / CACHE_STAGE / key / RESULT_NAME
     if done.is_file():
@@ -234,8 +232,6 @@ def run_ops(
     {probe: {op, opset}}, "summary": {precision: {verdict: count}}, "run": {...}}``.
     Raises ``KeyError`` for an unknown probe name.
     """
-    from zoocompat.diagnose import op_probes
-
     probes = op_probes.by_name(probe_names)
     precisions = list(precisions)
     cache = cache or ArtifactCache()

@@ -10,24 +10,15 @@ What the folder holds (:func:`write_repro`):
 - ``repro.py`` (standalone: numpy + onnxruntime [+ onnxruntime-qnn]) and ``repro.json``;
 - ``README.md``: the cell, the SDK, what was observed, the one command.
 
-Which graph (:func:`plan_repro`, the ONNX work in :mod:`zoocompat.diagnose.first_bad`):
-
-- an op that fell back to the CPU: that op alone with its Q/DQ, run with CPU
-  fallback disabled (the session fails to create = reproduced);
-- a backend that computes something else (accuracy / fidelity, first bad layer
-  from the cell's diagnosis): that layer alone with its Q/DQ, fed the values the
-  full model gives it; when the layer alone agrees with the CPU, the prefix graph
-  up to that layer;
-- a quantization loss (the QDQ model far from FP32 on the CPU too): the QDQ prefix
-  up to the first layer below the threshold, expected = the FP32 prefix's output;
-- a crash or timeout: the whole model on one sample.
+Which graph, and its measurements, is :func:`zoocompat.diagnose.repro_plan.plan_repro`'s
+work; this module holds what it produces (:class:`ReproCase`), finds the cell in
+a results file and writes the folder.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api.errors import ZoocompatError
+from zoocompat.model.input_list import write_input_list
 from zoocompat.report.results import CellRecord, Results
 
-__all__ = ["ReproCase", "ReproError", "find_cell", "plan_repro", "write_repro"]
+__all__ = ["DEFAULT_SAMPLES", "ReproCase", "ReproError", "find_cell", "write_repro"]
 
 SCRIPT = Path(__file__).with_name("repro_script.py")
 DEFAULT_SAMPLES = 4
@@ -80,46 +72,6 @@ def find_cell(results: Results, cell_id: str) -> CellRecord:
         return matches[0]
     hint = ", ".join(c.id for c in matches[:5]) if matches else "none close"
     raise ReproError(f"no cell {cell_id!r} in these results (matches: {hint})")
-
-
-def _kind(record: CellRecord) -> str:
-    if record.category in ("crash", "timeout"):
-        return "crash"
-    if record.category == "unsupported_op" or (record.coverage and record.coverage.fallback_ops):
-        if record.category not in ("accuracy", "fidelity") or not record.diagnosis:
-            return "fallback"
-    if record.category in ("accuracy", "fidelity"):
-        return "numerics"
-    raise ReproError(
-        f"{record.id} is {record.status}{f' ({record.category})' if record.category else ''}: it neither "
-        "falls back, nor fails accuracy or fidelity, nor crashes; there is nothing to reproduce"
-    )
-
-
-def plan_repro(
-    runner: Any,
-    record: CellRecord,
-    samples: int = DEFAULT_SAMPLES,
-    workdir: Path | None = None,
-    problem: str | None = None,
-) -> ReproCase:
-    """Work out the smallest graph that shows ``record``'s problem and measure it (backend runs included).
-
-    ``problem`` picks which of a cell's problems to show when it has several
-    (``fallback``, ``numerics`` or ``crash``); by default it follows the cell's category.
-    """
-    from zoocompat.run.matrix import Cell
-
-    cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
-    if cell.model not in runner.cards:
-        raise ReproError(f"{record.id}: model {cell.model!r} is not in the zoo here; pass --zoo with its card folder")
-    kind = problem or _kind(record)
-    if kind == "numerics" and record.diagnosis is None and record.category not in ("accuracy", "fidelity"):
-        raise ReproError(f"{record.id} has no diagnosis and did not fail accuracy or fidelity: no numerics repro")
-    work = Path(workdir or tempfile.mkdtemp(prefix="zoocompat-repro-"))
-    from zoocompat.diagnose.first_bad import plan_case
-
-    return plan_case(runner, cell, record, kind, samples, work)
 
 
 def _readme(case: ReproCase, command: str) -> str:
@@ -183,8 +135,6 @@ def _readme(case: ReproCase, command: str) -> str:
 def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") -> Path:
     """Write the repro folder for ``case`` into ``out`` (created; files of the same names replaced)."""
     import onnx
-
-    from zoocompat.model.input_list import write_input_list
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from zoocompat.api.errors import ZoocompatError
+from zoocompat.report.columns import sdk_backend
 from zoocompat.report.results import CellRecord, Results, load_results
 
 #: Default accuracy threshold in metric points (0.5 = half a percentage point of top-1).
@@ -198,16 +199,16 @@ def _index(results: Results, path: Path) -> dict[str, CellRecord]:
 def run_info(results: Results, path: Path) -> dict[str, Any]:
     """What ran: the file, SDK, QNN core version, tool versions, when, how many cells."""
     run = results.run
-    htp = run.backends.get("htp") or {}
+    _, sdk_info = sdk_backend(run)  # the backend the SDK under test drives, whatever its name
     cell_sdks = sorted({c.sdk for c in results.cells if c.sdk})
-    sdk = run.sdk or (cell_sdks[0] if len(cell_sdks) == 1 else None) or htp.get("sdk")
+    sdk = run.sdk or (cell_sdks[0] if len(cell_sdks) == 1 else None) or sdk_info.get("sdk")
     return {
         "path": str(path),
         "sdk": sdk,
-        "qnn_core_version": htp.get("qnn_core_version"),
+        "qnn_core_version": sdk_info.get("qnn_core_version"),
         # the SDK release's own runtime (its isolated environment), not the suite's installed one
-        "sdk_onnxruntime_qnn": htp.get("onnxruntime_qnn"),
-        "sdk_onnxruntime": htp.get("onnxruntime"),
+        "sdk_onnxruntime_qnn": sdk_info.get("onnxruntime_qnn"),
+        "sdk_onnxruntime": sdk_info.get("onnxruntime"),
         "tools": {k: v for k, v in run.tools.items() if v},
         "started": run.started,
         "finished": run.finished,
@@ -434,7 +435,7 @@ def gate_files(
     threshold_pt: float = DEFAULT_THRESHOLD_PT,
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
 ) -> GateReport:
-    """Load two results files (clear :class:`~zoocompat.results.ResultsError` when either is bad) and compare."""
+    """Load two results files (clear :class:`~zoocompat.report.results.ResultsError` when either is bad) and compare."""
     return compare(
         load_results(baseline),
         load_results(candidate),

@@ -1,4 +1,4 @@
-"""Known, accepted failures: ``conformance/known_failures.yaml``.
+"""Known, accepted failures: YAML files that plugins declare (the default zoo's ``known_failures.yaml``).
 
 Each entry names cells by fnmatch globs over model, backend, precision,
 quantization mode and SDK id, and says which results category the failure has
@@ -19,10 +19,15 @@ category its record says ``xfail``; when it passes it says ``xpass`` and its
 test fails with "fixed: remove this entry"; when it fails some other way it
 fails as usual. The first matching entry wins.
 
+Plugins name their files with the ``zoocompat_known_failures`` hook; the
+session applies the entries of all of them, in registration order
+(:func:`load_known_failures_files`), and ``--known-failures FILE`` replaces them.
+
 Every value is checked against what exists: a model pattern must match a model
-of the discovered zoo, a backend / precision / quant pattern one of the names in
-:mod:`zoocompat.model.cards`, an SDK pattern an SDK id (``qnn-<major.minor>``,
-``snpe-<version>``), so a typo is an error that names the file, the entry and the field.
+of the discovered zoo, a backend / precision / quant pattern one of the names
+plugins register (:mod:`zoocompat.api.registry`), an SDK pattern an SDK id
+(``qnn-<major.minor>``, ``snpe-<version>``), so a typo is an error that names
+the file, the entry and the field.
 """
 
 from __future__ import annotations
@@ -34,25 +39,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from zoocompat.api.errors import CATEGORIES, ZoocompatError
-from zoocompat.model.cards import BACKENDS, PRECISIONS, QUANT_MODES
+from zoocompat.api.registry import Registry
+from zoocompat.api.registry import registry as _registry
 from zoocompat.report.results import CellRecord
 
-DEFAULT_PATH = Path("conformance") / "known_failures.yaml"
+#: How messages name a file of entries when no path is known (an in-memory document).
+UNNAMED = "known failures"
 SDK_PATTERN = re.compile(r"^(qnn-\d+\.\d+|snpe-[\w.]+)$")
 GLOB_CHARS = set("*?[")
 PATTERN_FIELDS = ("model", "backend", "precision", "quant", "sdk")
 
 __all__ = [
-    "DEFAULT_PATH",
+    "UNNAMED",
     "KnownFailure",
     "KnownFailures",
     "KnownFailuresError",
     "Match",
     "dump_known_failures",
     "load_known_failures",
+    "load_known_failures_files",
+    "merge_known_failures",
     "parse_known_failures",
 ]
 
@@ -101,35 +110,43 @@ class KnownFailures(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     known_failures: list[KnownFailure] = Field(default_factory=list)
+    #: (file, index in that file from 1) of each entry once files are merged; empty: one file, named by the caller
+    _origins: list[tuple[str, int]] = PrivateAttr(default_factory=list)
 
     def match(self, cell: CellRecord, sdk: str | None = None) -> Match | None:
         """The first entry matching ``cell`` (``sdk`` overrides the record's, e.g. the backend's own SDK id)."""
         effective = sdk or cell.sdk
-        for index, entry in enumerate(self.known_failures, start=1):
+        for position, entry in enumerate(self.known_failures):
             if entry.matches(cell.model, cell.backend, cell.precision, cell.quant, effective):
-                return Match(index, entry)
+                path, index = self._origins[position] if self._origins else (None, position + 1)
+                return Match(index, entry, path)
         return None
 
 
 @dataclass(frozen=True)
 class Match:
-    """A cell's known-failure entry (``index`` counts from 1, as the file reads)."""
+    """A cell's known-failure entry (``index`` counts from 1, as its file ``path`` reads)."""
 
     index: int
     entry: KnownFailure
+    path: str | None = None
 
-    def label(self, path: Path | str = DEFAULT_PATH) -> str:
-        """``conformance/known_failures.yaml entry 2: model=... (category): reason``."""
+    def label(self, path: Path | str | None = None) -> str:
+        """``zoo/known_failures.yaml entry 2: model=... (category): reason`` (``path`` overrides the match's)."""
+        path = path or self.path or UNNAMED
         return f"{path} entry {self.index}: {self.entry.describe()} ({self.entry.category}): {self.entry.reason}"
 
-    def apply(self, record: CellRecord, path: Path | str = DEFAULT_PATH) -> str | None:
+    def apply(self, record: CellRecord, path: Path | str | None = None) -> str | None:
         """Turn a finished cell's record into a strict expected failure; returns the test message.
+
+        Messages name ``path``, else the file the entry came from.
 
         - failed with the expected category: status ``xfail`` (category, reason and metric kept);
         - passed: status ``xpass``, reason "fixed: remove this entry ...";
         - failed otherwise: record unchanged, the message says what was expected instead;
         - skipped or inconclusive: unchanged, ``None``.
         """
+        path = path or self.path or UNNAMED
         if record.status in ("fail", "error"):
             if record.category == self.entry.category:
                 record.status = "xfail"
@@ -171,12 +188,16 @@ def _check_sdk(pattern: str) -> str | None:
     return f"{pattern!r} is not an SDK id: expected qnn-<major.minor> (qnn-2.51) or snpe-<version>"
 
 
-def check_entries(known: KnownFailures, path: Path | str, models: Iterable[str] | None) -> None:
+def check_entries(
+    known: KnownFailures, path: Path | str, models: Iterable[str] | None, registry: Registry | None = None
+) -> None:
     """Check every pattern names something real; raise :class:`KnownFailuresError` for the first that does not.
 
-    ``models`` are the discovered zoo's model names (``None`` skips the model check).
+    ``models`` are the discovered zoo's model names (``None`` skips the model check); backend, precision and
+    quant patterns must match names ``registry`` (default: the process-wide one) has on those axes.
     """
-    axes = {"backend": BACKENDS, "precision": PRECISIONS, "quant": QUANT_MODES}
+    reg = registry or _registry()
+    axes = {axis: reg.axis(axis) for axis in ("backend", "precision", "quant")}
     for index, entry in enumerate(known.known_failures, start=1):
         problems = []
         if models is not None:
@@ -210,8 +231,12 @@ def _validation_message(path: Path | str, error: ValidationError) -> str:
     return f"{path}: " + "; ".join(lines)
 
 
-def parse_known_failures(text: str, path: Path | str = DEFAULT_PATH, models: Iterable[str] | None = None):
-    """Parse and validate a known-failures document (``models``: the zoo's names, to check model patterns)."""
+def parse_known_failures(
+    text: str, path: Path | str = UNNAMED, models: Iterable[str] | None = None, registry: Registry | None = None
+) -> KnownFailures:
+    """Parse and validate a known-failures document (``models``: the zoo's names, to check model patterns;
+    ``registry``: the axis names, default the process-wide registry's).
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -226,17 +251,40 @@ def parse_known_failures(text: str, path: Path | str = DEFAULT_PATH, models: Ite
         known = KnownFailures.model_validate(data)
     except ValidationError as error:
         raise KnownFailuresError(_validation_message(path, error)) from None
-    check_entries(known, path, models)
+    check_entries(known, path, models, registry)
     return known
 
 
-def load_known_failures(path: Path, models: Iterable[str] | None = None) -> KnownFailures:
+def load_known_failures(
+    path: Path, models: Iterable[str] | None = None, registry: Registry | None = None
+) -> KnownFailures:
     """Read and validate ``path``; errors name the file, the entry (from 1) and the field."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise KnownFailuresError(f"{path}: cannot read known failures ({error.strerror or error})") from None
-    return parse_known_failures(text, path, models)
+    return parse_known_failures(text, path, models, registry)
+
+
+def merge_known_failures(parts: Iterable[tuple[Path | str, KnownFailures]]) -> KnownFailures:
+    """One set of the entries of ``(file, entries)`` parts, in order (the first match still wins); a match
+    names the file and the index its entry has there.
+    """
+    merged = KnownFailures()
+    for path, part in parts:
+        merged.known_failures.extend(part.known_failures)
+        merged._origins.extend((str(path), index) for index in range(1, len(part.known_failures) + 1))
+    return merged
+
+
+def load_known_failures_files(
+    paths: Iterable[Path], models: Iterable[str] | None = None, registry: Registry | None = None
+) -> KnownFailures:
+    """Read, validate and merge ``paths`` in order (a missing one is an error: pass only files that exist);
+    matches name the file as given in ``paths``.
+    """
+    models = None if models is None else list(models)
+    return merge_known_failures((path, load_known_failures(Path(path), models, registry)) for path in paths)
 
 
 def dump_known_failures(known: KnownFailures) -> str:

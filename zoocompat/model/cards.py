@@ -2,6 +2,10 @@
 
 A card is data, never code: it is read with ``yaml.safe_load`` and validated
 by the pydantic models below, and every error names the file and the field.
+The names a card gives for the matrix's axes (its frontend, the precisions of
+its tolerances, the backend-precision pairs of its smoke slice) are checked
+against what the installed plugins register (:func:`check_names`), not against
+a list in the core.
 """
 
 from __future__ import annotations
@@ -9,18 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zoocompat.api.errors import CardError
 
+if TYPE_CHECKING:
+    from zoocompat.api.registry import Registry
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-FRONTENDS = ("pytorch", "tensorflow", "onnx")
-PRECISIONS = ("fp32", "fp16", "w8a8", "w8a16", "w4a8")
-BACKENDS = ("cpu", "gpu", "dsp", "htp")
-QUANT_MODES = ("none", "ptq", "qat", "auto")
 
 
 #: Import names the built-ins had before they moved under the project's name (cards written then keep working).
@@ -133,7 +136,7 @@ class Card(_Strict):
     """A model card."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    frontend: Literal["pytorch", "tensorflow", "onnx"]
+    frontend: str = Field(description="a registered frontend (zoocompat plugins), e.g. pytorch, tensorflow, onnx")
     description: str = ""
     license: str = "unknown"
     source: Source
@@ -162,13 +165,6 @@ class Card(_Strict):
             raise ValueError(f"metric.output {self.metric.output!r} is not one of outputs {self.outputs}")
         if self.frontend == "pytorch" and self.architecture is None:
             raise ValueError("a pytorch card needs 'architecture: module:Class' to rebuild the network")
-        for key in self.tolerance:
-            if key != "default" and key not in PRECISIONS:
-                raise ValueError(f"tolerance key {key!r} is not 'default' or a precision {PRECISIONS}")
-        for pair in self.smoke:
-            backend, _, precision = pair.partition("-")
-            if backend not in BACKENDS or precision not in PRECISIONS:
-                raise ValueError(f"smoke entry {pair!r} is not '<backend>-<precision>'")
         return self
 
     def tolerance_for(self, precision: str) -> float:
@@ -194,19 +190,74 @@ def _describe(error: ValidationError, path: Path) -> str:
     return "\n".join(lines)
 
 
-def parse_card(data: Any, path: Path) -> Card:
-    """Validate already-loaded YAML data as a card from ``path``."""
+def _smoke_pair_known(pair: str, backends: list[str], precisions: list[str]) -> bool:
+    """Whether ``pair`` is ``<backend>-<precision>`` of registered names (a backend name may hold a ``-``)."""
+    return any(pair[:i] in backends and pair[i + 1 :] in precisions for i, char in enumerate(pair) if char == "-")
+
+
+def _frontend_problem(frontend: str, registry: Registry) -> str:
+    return (
+        f"frontend: {frontend!r} is not a registered frontend (registered: {', '.join(registry.axis('frontend'))}); "
+        "fix the name or install the plugin that provides it"
+    )
+
+
+def check_names(card: Card, registry: Registry) -> list[str]:
+    """What ``card`` names on the matrix's axes that no installed plugin registers: ``"field: problem"``
+    lines, each listing the registered names (``[]`` when every name is known).
+
+    Checked: ``frontend``; the keys of ``tolerance`` (``default`` or a precision); each ``smoke``
+    entry (``<backend>-<precision>``).
+    """
+    problems = []
+    if card.frontend not in registry.axis("frontend"):
+        problems.append(_frontend_problem(card.frontend, registry))
+    precisions = registry.axis("precision")
+    for key in card.tolerance:
+        if key != "default" and key not in precisions:
+            problems.append(
+                f"tolerance.{key}: tolerance key {key!r} is not 'default' or a registered precision "
+                f"({', '.join(precisions)})"
+            )
+    backends = registry.axis("backend")
+    for index, pair in enumerate(card.smoke):
+        if not _smoke_pair_known(pair, backends, precisions):
+            problems.append(
+                f"smoke.{index}: smoke entry {pair!r} is not '<backend>-<precision>' of registered names "
+                f"(backends: {', '.join(backends)}; precisions: {', '.join(precisions)})"
+            )
+    return problems
+
+
+def _default_registry() -> Registry:
+    from zoocompat.api.registry import registry
+
+    return registry()
+
+
+def parse_card(data: Any, path: Path, registry: Registry | None = None) -> Card:
+    """Validate already-loaded YAML data as a card from ``path``, its axis names against ``registry``
+    (default: the process-wide one).
+    """
     if not isinstance(data, dict):
         raise CardError(f"{path}: a model card is a YAML mapping of fields, got {type(data).__name__}")
+    registry = registry or _default_registry()
     try:
         card = Card.model_validate(data)
     except ValidationError as error:
-        raise CardError(_describe(error, path)) from None
+        message = _describe(error, path)
+        frontend = data.get("frontend")
+        if isinstance(frontend, str) and frontend not in registry.axis("frontend"):  # said with the rest, as before
+            message += f"\n  - {_frontend_problem(frontend, registry)}"
+        raise CardError(message) from None
+    problems = check_names(card, registry)
+    if problems:
+        raise CardError("\n".join([f"{path}: invalid model card", *(f"  - {line}" for line in problems)]))
     return card.model_copy(update={"path": path.resolve()})
 
 
-def load_card(path: Path) -> Card:
-    """Read and validate one card file."""
+def load_card(path: Path, registry: Registry | None = None) -> Card:
+    """Read and validate one card file (axis names against ``registry``, default the process-wide one)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -218,17 +269,19 @@ def load_card(path: Path) -> Card:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise CardError(f"{path}: not valid YAML (safe subset only): {error}") from None
-    return parse_card(data, path)
+    return parse_card(data, path, registry)
 
 
-def discover(dirs: list[Path]) -> tuple[dict[str, Card], list[CardError]]:
-    """Load every ``*.yaml`` card in ``dirs``; bad cards are returned as errors, not raised."""
+def discover(dirs: list[Path], registry: Registry | None = None) -> tuple[dict[str, Card], list[CardError]]:
+    """Load every ``*.yaml`` card in ``dirs``; bad cards (unregistered axis names included) are returned as
+    errors, not raised.
+    """
     cards: dict[str, Card] = {}
     errors: list[CardError] = []
     for folder in dirs:
         for path in sorted(Path(folder).glob("*.yaml")):
             try:
-                card = load_card(path)
+                card = load_card(path, registry)
             except CardError as error:
                 errors.append(error)
                 continue

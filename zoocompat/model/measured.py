@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from zoocompat.api.cache import ArtifactCache, key_of
+from zoocompat.api.environment import tool_versions
 from zoocompat.model.cards import Card, LocalFileSource
 from zoocompat.model.sources import sha256_path
-from zoocompat.report.results import tool_versions
 
 
 def convert_key(card: Card) -> str:

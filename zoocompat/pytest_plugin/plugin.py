@@ -18,13 +18,16 @@ from pathlib import Path
 import pytest
 
 from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.errors import CardError
-from zoocompat.api.registry import registry
-from zoocompat.gate.known_failures import DEFAULT_PATH as KNOWN_FAILURES_DEFAULT
-from zoocompat.gate.known_failures import KnownFailures, KnownFailuresError, load_known_failures
-from zoocompat.model.cards import BACKENDS, FRONTENDS, PRECISIONS, QUANT_MODES, Card, discover
+from zoocompat.api.environment import host_info, tool_versions
+from zoocompat.api.errors import CardError, PluginError
+from zoocompat.api.protocols import optional
+from zoocompat.api.registry import AXES, registry
+from zoocompat.gate.known_failures import KnownFailures, KnownFailuresError, load_known_failures_files
+from zoocompat.model.cards import Card, discover
+from zoocompat.pytest_plugin import live
+from zoocompat.pytest_plugin.collect import collect_shipped_matrix, is_matrix_path
 from zoocompat.pytest_plugin.shard import SHARD_BY, ShardError, load_durations, parse_shard
-from zoocompat.report.results import ReportDir, RunInfo, host_info, load_results, now, tool_versions, write_atomic
+from zoocompat.report.results import ReportDir, RunInfo, load_results, now, write_atomic
 from zoocompat.report.table import render_markdown, summary_line
 from zoocompat.run.matrix import Cell, Selection, build_cells
 
@@ -35,14 +38,25 @@ def _csv(value: str | None) -> set[str] | None:
     return {v.strip() for v in value.split(",") if v.strip()} if value else None
 
 
+def _axis_help(axis: str) -> str:
+    """``--backends`` and co.: the registered names in order, and which run when the option is not given."""
+    try:
+        reg = registry()
+        names, defaults = reg.axis(axis), reg.defaults(axis)
+    except PluginError as error:  # the session reports it where it matters; --help must still work
+        return f"comma-separated names registered by plugins ({error})"
+    default = "all" if defaults == names else ",".join(defaults)
+    return f"comma-separated, of {','.join(names)} (registered by plugins; default: {default})"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The matrix's command-line options."""
     group = parser.getgroup("zoocompat", "zoocompat conformance matrix")
     group.addoption("--zoo-models", default=None, help="comma-separated model names")
-    group.addoption("--frontends", default=None, help=f"comma-separated, of {','.join(FRONTENDS)}")
-    group.addoption("--backends", default=None, help=f"comma-separated, of {','.join(BACKENDS)}")
-    group.addoption("--precisions", default=None, help=f"comma-separated, of {','.join(PRECISIONS)}")
-    group.addoption("--quant", default=None, help=f"comma-separated, of {','.join(QUANT_MODES)}")
+    group.addoption("--frontends", default=None, help=_axis_help("frontend"))
+    group.addoption("--backends", default=None, help=_axis_help("backend"))
+    group.addoption("--precisions", default=None, help=_axis_help("precision"))
+    group.addoption("--quant", default=None, help=_axis_help("quant"))
     group.addoption(
         "--sdk",
         default=None,
@@ -82,7 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--known-failures",
         default=None,
-        help=f"YAML of accepted failures, strict xfails (default {KNOWN_FAILURES_DEFAULT} when it exists)",
+        help="YAML of accepted failures, strict xfails, instead of the files plugins declare (zoocompat_known_failures "
+        "hook; the default zoo's known_failures.yaml)",
     )
     group.addoption(
         "--shard",
@@ -152,7 +167,7 @@ def _wants_matrix(config: pytest.Config) -> bool:
     if config.option.collectonly:
         return False
     args = config.args or [str(config.invocation_params.dir)]
-    return any("conformance" in Path(str(arg).split("::")[0]).resolve().parts for arg in args)
+    return any(is_matrix_path(arg) for arg in args)
 
 
 def _share_cores(config: pytest.Config) -> None:
@@ -173,12 +188,15 @@ def _share_cores(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register axis markers; on the controller of a matrix run, start a fresh report (or resume one)."""
+    collect_shipped_matrix(config)  # --zoo / --zoo-models and no test path: the shipped matrix
     if _is_controller(config):
         _CONTROLLER_CONFIG["config"] = config
     _share_cores(config)
+    live.configure(config)
     config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
-    for value in (*FRONTENDS, *BACKENDS, *PRECISIONS, *QUANT_MODES):
-        config.addinivalue_line("markers", f"{value}: cells with this axis value")
+    for axis in AXES:
+        for value in registry().axis(axis):
+            config.addinivalue_line("markers", f"{value}: cells with this {axis}")
     cards, _ = _zoo(config)
     for name in cards:
         config.addinivalue_line("markers", f"{name}: cells of this model")
@@ -206,7 +224,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         for name in registry().names("backend"):
             backend = registry().get("backend", name)
-            for i, sdk in enumerate(sdk_ids if getattr(backend, "sdk_axis", False) else sdk_ids[:1]):
+            for i, sdk in enumerate(sdk_ids if optional(backend, "sdk_axis") else sdk_ids[:1]):
                 run.backends[name if i == 0 else f"{name}-{sdk}"] = backend.describe(sdk)
         report.write_run(run)
 
@@ -233,25 +251,38 @@ def _configure_backends(config: pytest.Config) -> None:
     device = device_for_worker(config.getoption("device"), worker)
     for name in registry().names("backend"):
         backend = registry().get("backend", name)
-        if hasattr(backend, "configure"):
+        configure = optional(backend, "configure")
+        if configure is not None:
             try:
-                backend.configure(strict_npu=config.getoption("strict_npu"), device=device)
+                configure(strict_npu=config.getoption("strict_npu"), device=device)
             except ValueError as error:
                 raise pytest.UsageError(str(error)) from None
 
 
+def _shown(path: Path, root: Path) -> Path:
+    """``path`` relative to ``root`` when it lies below it (as messages show it), else as it is."""
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path
+
+
 def _known_failures(config: pytest.Config, models: set[str]) -> tuple[Path | None, KnownFailures]:
-    """The session's known failures (``--known-failures``, else the default file if present): ``(path as shown,
-    entries)``; an invalid file is a usage error.
+    """The session's known failures: ``--known-failures FILE``, else the existing files plugins declare
+    (``zoocompat_known_failures``), merged in order. Returns ``(the one file, or None for none or several,
+    entries)``; each match names its own file. An invalid file is a usage error.
     """
     option = config.getoption("known_failures")
-    path = Path(option) if option else config.rootpath / KNOWN_FAILURES_DEFAULT
-    if not option and not path.exists():
-        return None, KnownFailures()
+    if option:
+        paths = [Path(option)]
+    else:
+        # shown relative to the cwd (never the rootdir, which may differ): the path is read from there
+        paths = [_shown(Path(p), config.invocation_params.dir) for p in registry().known_failures if Path(p).exists()]
     try:
-        return (Path(option) if option else KNOWN_FAILURES_DEFAULT), load_known_failures(path, models)
+        known = load_known_failures_files(paths, models)
     except KnownFailuresError as error:
         raise pytest.UsageError(f"--known-failures: {error}") from None
+    return (paths[0] if len(paths) == 1 else None), known
 
 
 def _check_known(option: str, wanted: set[str] | None, known: set[str]) -> None:
@@ -264,10 +295,10 @@ def _selection(config: pytest.Config) -> Selection:
     cards, _ = _zoo(config)
     reg = registry()
     _check_known("zoo-models", _csv(config.getoption("zoo_models")), set(cards))
-    _check_known("frontends", _csv(config.getoption("frontends")), set(FRONTENDS))
-    _check_known("backends", _csv(config.getoption("backends")), set(reg.names("backend")))
-    _check_known("precisions", _csv(config.getoption("precisions")), set(PRECISIONS))
-    _check_known("quant", _csv(config.getoption("quant")), set(QUANT_MODES))
+    _check_known("frontends", _csv(config.getoption("frontends")), set(reg.axis("frontend")))
+    _check_known("backends", _csv(config.getoption("backends")), set(reg.axis("backend")))
+    _check_known("precisions", _csv(config.getoption("precisions")), set(reg.axis("precision")))
+    _check_known("quant", _csv(config.getoption("quant")), set(reg.axis("quant")))
     return Selection(
         models=_csv(config.getoption("zoo_models")),
         frontends=_csv(config.getoption("frontends")),
@@ -314,8 +345,8 @@ def _cells(config: pytest.Config) -> list[Cell]:
     cards, _ = _zoo(config)
     backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
     modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
-    sdk_bound = [name for name in reg.names("backend") if getattr(reg.get("backend", name), "sdk_axis", False)]
-    return build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound)
+    sdk_bound = [name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")]
+    return build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound, registry=reg)
 
 
 RESUME_SNAPSHOT = "resume.json"
@@ -455,10 +486,11 @@ def run_cell_test(
     if isinstance(zoo_cell, CardError):
         pytest.fail(str(zoo_cell), pytrace=False)
     record = zoo_runner.run_cell(zoo_cell)
-    path, known = zoo_known_failures or (None, KnownFailures())
+    live.remember(record)
+    _, known = zoo_known_failures or (None, KnownFailures())
     match = known.match(record, sdk=record.sdk or record.backend_info.get("sdk"))
     if match is not None:
-        message = match.apply(record, path or KNOWN_FAILURES_DEFAULT)
+        message = match.apply(record)  # the message names the file the entry came from
         if record.status in ("xfail", "xpass"):
             zoo_runner.report.write_cell(record)
         if record.status == "xfail":

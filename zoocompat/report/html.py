@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from zoocompat.api.cache import ArtifactCache, key_of
-from zoocompat.model.cards import BACKENDS, PRECISIONS
+from zoocompat.api.registry import Registry
+from zoocompat.api.registry import registry as _registry
+from zoocompat.report.columns import Column, columns, is_reference, is_reference_run, sdk_backend
 from zoocompat.report.results import CellRecord, Results
 from zoocompat.report.table import chosen_technique, coverage_pct, is_partial
 
@@ -38,17 +40,8 @@ STATUS_LABEL = {
 __all__ = ["render_html", "accuracy_drop_plot", "coverage_heatmap"]
 
 
-Column = tuple[str, str, str, str]  # backend, precision, quant, sdk ("" = the installed one)
-
-
 def _key(cell: CellRecord) -> tuple[str, str, str, str, str]:
     return (cell.model, cell.backend, cell.precision, cell.quant, cell.sdk or "")
-
-
-def _columns(results: Results) -> list[Column]:
-    """Backend x precision (x quant, x SDK when a run holds several) in the order of the axis names."""
-    seen = {(c.backend, c.precision, c.quant, c.sdk or "") for c in results.cells}
-    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2], k[3]))
 
 
 def _label(col: Column) -> str:
@@ -78,14 +71,16 @@ class HtmlRow:
     cells: list[HtmlCell | None] = field(default_factory=list)
 
 
-def _state(cell: CellRecord) -> str:
-    if cell.status == "pass" and is_partial(cell):
+def _state(cell: CellRecord, registry: Registry | None = None) -> str:
+    if cell.status == "pass" and is_partial(cell, registry):
         return "partial"
     return cell.status
 
 
-def _html_cell(cell: CellRecord) -> HtmlCell:
-    out = HtmlCell(state=_state(cell), title=f"{cell.id}: {cell.status}" + (f" — {cell.reason}" if cell.reason else ""))
+def _html_cell(cell: CellRecord, registry: Registry | None = None) -> HtmlCell:
+    out = HtmlCell(
+        state=_state(cell, registry), title=f"{cell.id}: {cell.status}" + (f" — {cell.reason}" if cell.reason else "")
+    )
     m = cell.metric
     if m and m.value is not None:
         out.metric = f"{m.value:.3f}"
@@ -93,7 +88,7 @@ def _html_cell(cell: CellRecord) -> HtmlCell:
             out.drop = f"Δ {m.drop * 100:+.1f} pt"
     if chosen_technique(cell):
         out.metric = f"[{chosen_technique(cell)}] {out.metric}".strip()
-    if cell.backend != "cpu" and cell.coverage and cell.coverage.total_nodes:
+    if cell.coverage and cell.coverage.total_nodes and not is_reference(cell, registry):
         out.npu = f"NPU {coverage_pct(cell)}"
     if cell.category and cell.status not in ("pass", "xpass"):
         out.category = cell.category
@@ -122,9 +117,12 @@ def _plot(kind: str, data: dict[str, Any], draw: Callable[[dict[str, Any]], Any]
     return (ArtifactCache().entry("plots", key, build) / "plot.b64").read_text()
 
 
-def accuracy_drop_plot(results: Results) -> str | None:
-    """Grouped bars: accuracy drop (points) per model, one bar per backend x precision; base64 PNG or ``None``."""
-    cols = [c for c in _columns(results) if c[1] != "fp32"]
+def accuracy_drop_plot(results: Results, registry: Registry | None = None) -> str | None:
+    """Grouped bars: accuracy drop (points) per model, one bar per backend x precision; base64 PNG or ``None``.
+
+    The reference backend's float columns get no bar: they are the FP32 reference run itself.
+    """
+    cols = [c for c in columns(results, registry) if not is_reference_run(c, registry)]
     models = sorted({c.model for c in results.cells})
     index = {_key(c): c for c in results.cells}
     series = []
@@ -163,9 +161,12 @@ def _draw_drops(data: dict[str, Any]) -> Any:
     return figure
 
 
-def coverage_heatmap(results: Results) -> str | None:
-    """Heatmap of the share of nodes on the accelerator per model x accelerator column; base64 PNG or ``None``."""
-    cols = [c for c in _columns(results) if c[0] != "cpu"]
+def coverage_heatmap(results: Results, registry: Registry | None = None) -> str | None:
+    """Heatmap of the share of nodes on the accelerator per model x accelerator column (every backend but the
+    reference); base64 PNG or ``None``.
+    """
+    references = set((registry or _registry()).reference_backends())
+    cols = [c for c in columns(results, registry) if c[0] not in references]
     models = sorted({c.model for c in results.cells})
     index = {_key(c): c for c in results.cells}
     grid = []
@@ -199,14 +200,14 @@ def _draw_coverage(data: dict[str, Any]) -> Any:
     return figure
 
 
-def _run_info(results: Results) -> dict[str, Any]:
+def _run_info(results: Results, registry: Registry | None = None) -> dict[str, Any]:
     run = results.run
-    htp = run.backends.get("htp") or {}
+    _, sdk_info = sdk_backend(run, registry)
     cell_sdks = sorted({c.sdk for c in results.cells if c.sdk})
     return {
-        "sdk": run.sdk or ", ".join(cell_sdks) or htp.get("sdk") or "installed",
-        "qnn_core_version": htp.get("qnn_core_version"),
-        "htp": htp,
+        "sdk": run.sdk or ", ".join(cell_sdks) or sdk_info.get("sdk") or "installed",
+        "qnn_core_version": sdk_info.get("qnn_core_version"),
+        "sdk_backend": sdk_info,
         "tools": {k: v for k, v in run.tools.items() if v},
         "backends": run.backends,
         "host": run.host,
@@ -216,11 +217,14 @@ def _run_info(results: Results) -> dict[str, Any]:
     }
 
 
-def render_html(results: Results, title: str = "zoocompat support table") -> str:
-    """The whole page: run info, support table, plots, failure reasons."""
+def render_html(results: Results, title: str = "zoocompat support table", registry: Registry | None = None) -> str:
+    """The whole page: run info, support table, plots, failure reasons.
+
+    ``registry`` (default: the process-wide one) orders the columns and names the reference backend.
+    """
     import jinja2
 
-    cols = _columns(results)
+    cols = columns(results, registry)
     index = {_key(c): c for c in results.cells}
     rows = []
     for model, frontend in sorted({(c.model, c.frontend) for c in results.cells}):
@@ -228,12 +232,13 @@ def render_html(results: Results, title: str = "zoocompat support table") -> str
         row = HtmlRow(model, frontend, metric)
         for col in cols:
             cell = index.get((model, *col))
-            row.cells.append(_html_cell(cell) if cell else None)
+            row.cells.append(_html_cell(cell, registry) if cell else None)
         rows.append(row)
     counts: dict[str, int] = {}
     for cell in results.cells:
-        counts[_state(cell)] = counts.get(_state(cell), 0) + 1
-    details = [c for c in results.cells if c.status != "pass" or is_partial(c)]
+        state = _state(cell, registry)
+        counts[state] = counts.get(state, 0) + 1
+    details = [c for c in results.cells if c.status != "pass" or is_partial(c, registry)]
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("zoocompat.report", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
@@ -248,8 +253,8 @@ def render_html(results: Results, title: str = "zoocompat support table") -> str
         counts=counts,
         labels=STATUS_LABEL,
         details=details,
-        run=_run_info(results),
-        drop_plot=accuracy_drop_plot(results),
-        coverage_plot=coverage_heatmap(results),
+        run=_run_info(results, registry),
+        drop_plot=accuracy_drop_plot(results, registry),
+        coverage_plot=coverage_heatmap(results, registry),
         total=len(results.cells),
     )

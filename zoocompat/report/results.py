@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import socket
 import tempfile
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zoocompat.api.errors import ZoocompatError
-from zoocompat.api.registry import distribution_version
 
 STATUSES = ("pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error")
-TOOL_DISTRIBUTIONS = (
-    "torch",
-    "torchvision",
-    "tensorflow",
-    "tf2onnx",
-    "onnx",
-    "onnxruntime",
-    "onnxruntime-qnn",
-    "aimet-torch",
-    "aimet-onnx",
-    "zoocompat",
-)
 
 
 class _Model(BaseModel):
@@ -218,26 +202,6 @@ class ResultsError(ZoocompatError):
 def now() -> str:
     """UTC timestamp, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def tool_versions() -> dict[str, str | None]:
-    """Installed versions of the stack, read from package metadata (imports nothing); read once per process."""
-    return dict(_tool_versions())
-
-
-@cache
-def _tool_versions() -> tuple[tuple[str, str | None], ...]:
-    return tuple((name, distribution_version(name)) for name in TOOL_DISTRIBUTIONS)
-
-
-def host_info() -> dict[str, Any]:
-    """The machine a run happened on."""
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from zoocompat.model.cards import BACKENDS, PRECISIONS
+from zoocompat.api.registry import Registry
+from zoocompat.report.columns import Column, columns, is_reference, sdk_backend
 from zoocompat.report.results import CellRecord, Results
 
 SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconclusive": "❔", "xfail": "🟡", "xpass": "🟢"}
@@ -18,16 +19,12 @@ LEGEND = (
 )
 
 
-def _columns(results: Results) -> list[tuple[str, str, str, str]]:
-    """(backend, precision, quant, sdk) of the run's cells; a run over several SDKs gets a column per SDK."""
-    seen = {(c.backend, c.precision, c.quant, c.sdk or "") for c in results.cells}
-    return sorted(seen, key=lambda k: (BACKENDS.index(k[0]), PRECISIONS.index(k[1]), k[2], k[3]))
-
-
-def is_partial(cell: CellRecord) -> bool:
-    """An accelerator cell with nodes left on the CPU."""
+def is_partial(cell: CellRecord, registry: Registry | None = None) -> bool:
+    """An accelerator cell (not the reference backend's) with nodes left on the CPU."""
     cov = cell.coverage
-    return bool(cov and cell.backend != "cpu" and cov.total_nodes and cov.target_nodes < cov.total_nodes)
+    if not (cov and cov.total_nodes and cov.target_nodes < cov.total_nodes):
+        return False
+    return not is_reference(cell, registry)
 
 
 def coverage_pct(cell: CellRecord) -> str:
@@ -44,9 +41,9 @@ def chosen_technique(cell: CellRecord) -> str | None:
     return technique.split("->", 1)[1].strip() if cell.quant == "auto" and "->" in technique else None
 
 
-def cell_text(cell: CellRecord) -> str:
+def cell_text(cell: CellRecord, registry: Registry | None = None) -> str:
     """Short text answering 'runs on NPU? how much accuracy lost?'."""
-    symbol = "⚠️" if cell.status == "pass" and is_partial(cell) else SYMBOL.get(cell.status, "?")
+    symbol = "⚠️" if cell.status == "pass" and is_partial(cell, registry) else SYMBOL.get(cell.status, "?")
     if cell.status == "skip":
         return f"{symbol} n/a"
     parts = [symbol]
@@ -64,12 +61,12 @@ def cell_text(cell: CellRecord) -> str:
         parts.append(STATUS_WORD[cell.status])
     if cell.category and cell.status not in ("pass", "xpass"):
         parts.append(cell.category)
-    if cell.backend != "cpu" and cell.coverage:
+    if cell.coverage and not is_reference(cell, registry):
         parts.append(f"· NPU {coverage_pct(cell)}")
     return " ".join(parts)
 
 
-def _label(col: tuple[str, str, str, str], results: Results) -> str:
+def _label(col: Column, results: Results) -> str:
     backend, precision, quant, sdk = col
     # a backend that runs a stand-in says so in its cells' runtime, e.g. "gpu (fp16 reference, no GPU)"
     runtimes = {c.backend_info.get("runtime") for c in results.cells if c.backend == backend}
@@ -101,20 +98,30 @@ def diagnosis_lines(cell: CellRecord) -> list[str]:
     return lines
 
 
-def render_markdown(results: Results, title: str = "zoocompat support table") -> str:
-    """Markdown support table, tool versions and the details of every non-clean cell."""
-    cols = _columns(results)
+def _sdk_line(run_backends: tuple[str, dict]) -> list[str]:
+    """The header line naming the SDK-driven backend's QNN core, runtime and target (none without one)."""
+    name, info = run_backends
+    if not name:
+        return []
+    facts = [f"QNN core {info.get('qnn_core_version')}"]
+    if info.get("onnxruntime_qnn"):
+        facts[0] += f" (onnxruntime-qnn {info['onnxruntime_qnn']})"
+    facts += [f"{key} {info[key]}" for key in ("htp_arch", "soc_model") if info.get(key)]
+    return [f"{name}: " + ", ".join(facts) + (f"; {info['runtime']}." if info.get("runtime") else ".")]
+
+
+def render_markdown(results: Results, title: str = "zoocompat support table", registry: Registry | None = None) -> str:
+    """Markdown support table, tool versions and the details of every non-clean cell.
+
+    ``registry`` (default: the process-wide one) orders the columns and names the reference backend.
+    """
+    cols = columns(results, registry)
     models = sorted({(c.model, c.frontend) for c in results.cells})
     index = {(c.model, c.backend, c.precision, c.quant, c.sdk or ""): c for c in results.cells}
     run = results.run
     tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
     lines = [f"# {title}", ""]
-    htp = run.backends.get("htp") or {}
-    if htp:
-        lines.append(
-            f"QNN core {htp.get('qnn_core_version')} (onnxruntime-qnn {htp.get('onnxruntime_qnn')}), "
-            f"htp_arch {htp.get('htp_arch')}, soc_model {htp.get('soc_model')}; {htp.get('runtime', '')}."
-        )
+    lines += _sdk_line(sdk_backend(run, registry))
     lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}.", ""]
     lines.append("Cells: metric value on the evaluation set, Δ = FP32 minus this cell in points, NPU = share of")
     lines.append("graph nodes the accelerator took.")
@@ -128,9 +135,9 @@ def render_markdown(results: Results, title: str = "zoocompat support table") ->
         row.append(metric)
         for col in cols:
             cell = index.get((model, *col))
-            row.append(cell_text(cell) if cell else "")
+            row.append(cell_text(cell, registry) if cell else "")
         lines.append("| " + " | ".join(row) + " |")
-    details = [c for c in results.cells if c.status != "pass" or is_partial(c)]
+    details = [c for c in results.cells if c.status != "pass" or is_partial(c, registry)]
     if details:
         lines += ["", "## Failures, fallbacks and cells not run", ""]
         for c in details:
@@ -174,11 +181,11 @@ def render_csv(results: Results) -> str:
     return buffer.getvalue()
 
 
-def summary_line(results: Results) -> str:
+def summary_line(results: Results, registry: Registry | None = None) -> str:
     """One line for the terminal: counts by status and how many fell back."""
     counts: dict[str, int] = {}
     for c in results.cells:
         counts[c.status] = counts.get(c.status, 0) + 1
-    partial = sum(1 for c in results.cells if c.status == "pass" and is_partial(c))
+    partial = sum(1 for c in results.cells if c.status == "pass" and is_partial(c, registry))
     parts = [f"{n} {status}" for status, n in sorted(counts.items())]
     return f"{len(results.cells)} cells: " + ", ".join(parts) + f"; {partial} passed with CPU fallback"

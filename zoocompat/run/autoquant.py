@@ -30,9 +30,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from zoocompat.api import QuantizeResult
 from zoocompat.api.errors import CellError
+from zoocompat.api.protocols import optional
+from zoocompat.model.cards import Card
+from zoocompat.run.scoring import fp32_value, score
+
+if TYPE_CHECKING:  # the pipeline runs the ladder for ``auto`` cells: it imports this module, not the reverse
+    from zoocompat.run.pipeline import CellRunner
 
 __all__ = ["AutoQuantResult", "Skip", "Step", "Trial", "auto_quant", "auto_quant_cell", "climb"]
 
@@ -220,43 +227,46 @@ def climb(
     )
 
 
+def _check_precision(quantizer: Any, precision: str) -> None:
+    """Skip a rung at a precision its quantizer does not declare."""
+    if precision not in quantizer.precisions:
+        raise Skip(f"quantizer {quantizer.name} has no precision {precision}")
+
+
 def _offers(quantizer: Any, technique: str) -> bool:
-    offered = getattr(quantizer, "techniques", ("ptq",))
+    offered = optional(quantizer, "techniques")
     return all(part in offered for part in technique.split("+"))
 
 
 def auto_quant(
-    card: Any,
+    card: Card,
     allowed_accuracy_drop: float = 0.01,
     *,
-    runner: Any = None,
+    runner: CellRunner,
     out_dir: Path | None = None,
     precision: str = "w8a8",
     allow_higher_precision: bool = True,
     calibration: list[dict] | None = None,
     progress: Callable[[Step], None] | None = None,
 ) -> AutoQuantResult:
-    """Run the ladder for ``card`` (a :class:`~zoocompat.cards.Card` or a zoo model name).
+    """Run the ladder for ``card`` with ``runner`` (a :class:`~zoocompat.run.pipeline.CellRunner` over its zoo).
 
     Each step quantizes the card's canonical ONNX with the card's quantizer into
     ``out_dir/<precision>-<technique>/`` and scores the QDQ model on the CPU
-    backend over the card's evaluation split. ``runner`` is a
-    :class:`~zoocompat.pipeline.CellRunner` (one over the default zoo and cache
-    when omitted); ``calibration`` replaces the card's calibration split (an
-    input list's samples). Returns the :class:`AutoQuantResult`; the chosen
-    step's files are also copied to ``out_dir/model_qdq.onnx`` and
-    ``out_dir/model.encodings``, with ``out_dir/autoquant.json``.
+    backend over the card's evaluation split (:mod:`zoocompat.run.scoring`);
+    the QAT step trains through :meth:`~zoocompat.run.pipeline.CellRunner.train_quantize`.
+    ``calibration`` replaces the card's calibration split (an input list's
+    samples). Returns the :class:`AutoQuantResult`; the chosen step's files are
+    also copied to ``out_dir/model_qdq.onnx`` and ``out_dir/model.encodings``,
+    with ``out_dir/autoquant.json``. A command that starts from a model name
+    resolves it first (:func:`zoocompat.run.quantize.find_card`).
     """
-    from zoocompat.run import quantize as quantize_cli
-
-    runner = runner or quantize_cli.make_runner()
-    card = quantize_cli.find_card(runner, card)
     out_dir = Path(out_dir) if out_dir else Path("quantized") / f"{card.name}-autoquant"
     quantizer = runner.registry.get("quantizer", card.quantizer)
     converted = runner.converted(card)
     samples = calibration if calibration is not None else runner.card_data(card).calibration_batches()
     metric = runner._metric(card)
-    fp32 = quantize_cli.fp32_value(runner, card)
+    fp32 = fp32_value(runner, card)
 
     def evaluate(technique: str, step_precision: str) -> Trial:
         folder = out_dir / f"{step_precision}-{technique.replace('+', '_')}"
@@ -264,20 +274,15 @@ def auto_quant(
             if not card.qat_quantizer:
                 raise Skip("the card sets qat_quantizer: null")
             trainer = runner.qat_quantizer(card)
-            if step_precision not in getattr(trainer, "precisions", ()):
-                raise Skip(f"quantizer {trainer.name} has no precision {step_precision}")
-            result = trainer.train_quantize(runner.training_job(card, calibration), step_precision, folder)
-            return _scored(result, folder, step_precision)
-        if step_precision not in getattr(quantizer, "precisions", ()):
-            raise Skip(f"quantizer {quantizer.name} has no precision {step_precision}")
-        if not _offers(quantizer, technique):
-            raise Skip(f"quantizer {quantizer.name} does not offer {technique}")
-        result = quantizer.quantize(converted.onnx, samples, step_precision, technique, folder)
-        return _scored(result, folder, step_precision)
-
-    def _scored(result: Any, folder: Path, step_precision: str) -> Trial:
+            _check_precision(trainer, step_precision)
+            result = runner.train_quantize(card, step_precision, folder, calibration=calibration, trainer=trainer)
+        else:
+            _check_precision(quantizer, step_precision)
+            if not _offers(quantizer, technique):
+                raise Skip(f"quantizer {quantizer.name} does not offer {technique}")
+            result = quantizer.quantize(converted.onnx, samples, step_precision, technique, folder)
         (folder / "quantize.json").write_text(json.dumps(result.report, indent=1, default=str))
-        value = quantize_cli.score(runner, card, result.qdq_onnx, step_precision, folder / "work")
+        value = score(runner, card, result.qdq_onnx, step_precision, folder / "work")
         return Trial(value, result.qdq_onnx, result.encodings, result.report)
 
     outcome = climb(
@@ -300,7 +305,7 @@ def auto_quant(
     return outcome
 
 
-def auto_quant_cell(runner: Any, card: Any, precision: str, out: Path) -> Any:
+def auto_quant_cell(runner: CellRunner, card: Card, precision: str, out: Path) -> QuantizeResult:
     """The matrix's ``auto`` quant mode: climb at the cell's own precision, keep the chosen model in ``out``.
 
     The allowed drop is the card's tolerance for ``precision``; the w8a16 rung is
@@ -310,8 +315,6 @@ def auto_quant_cell(runner: Any, card: Any, precision: str, out: Path) -> Any:
     technique and every step. Raises ``CellError("quantize_error")`` when no
     step produced a model.
     """
-    from zoocompat.api import QuantizeResult
-
     out = Path(out)
     ladder = out / "ladder"
     outcome = auto_quant(

@@ -1,8 +1,10 @@
 """The matrix: which cells exist for a zoo and a set of plugins.
 
-A cell is model x backend x precision x quantization mode (x SDK). Only pairs a
-backend declares are generated; float precisions run unquantized (``none``),
-integer precisions run with a quantization mode their model's quantizer has.
+A cell is model x backend x precision x quantization mode (x SDK). The values
+of each axis are what plugins register (:mod:`zoocompat.api.registry`), in the
+order they declare. Only pairs a backend declares are generated; float
+precisions (``Precision.quantized`` false) run unquantized (``none``), quantized
+ones with a quantization mode their model's quantizer has.
 The SDK axis applies to the backends that run inside an SDK release: with
 ``--sdk qnn-2.47,qnn-2.51`` each of their cells exists once per release, side
 by side, with the release as the id's last part.
@@ -14,13 +16,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from zoocompat.model.cards import BACKENDS, PRECISIONS, Card
+from zoocompat.api.errors import PluginError
+from zoocompat.api.registry import Registry
+from zoocompat.api.registry import registry as _registry
+from zoocompat.model.cards import Card
 from zoocompat.report.results import CellRecord
 
-FLOAT_PRECISIONS = ("fp32", "fp16")
-DEFAULT_QUANT_MODES = ("none", "ptq")
-#: precisions a backend runs but only on request (``--precisions w4a8``): the quantization study, not the gate
-OPT_IN_PRECISIONS = ("w4a8",)
+#: The quantization mode of every cell at a float precision: no quantizer, the FP32 ONNX as it is.
+UNQUANTIZED = "none"
+#: The quantization mode a card's ``qat_quantizer`` serves (its ``quantizer`` serves the others).
+QAT = "qat"
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,8 @@ class Cell:
 
     @property
     def quantized(self) -> bool:
-        """Whether the cell runs a QDQ model."""
-        return self.precision not in FLOAT_PRECISIONS
+        """Whether the cell runs a QDQ model (every mode but ``none`` quantizes; see :func:`build_cells`)."""
+        return self.quant != UNQUANTIZED
 
     def record(self, status: str, **fields: Any) -> CellRecord:
         """A fresh results record for this cell."""
@@ -92,42 +97,57 @@ def _keep(value: str, allowed: set[str] | None) -> bool:
     return allowed is None or value in allowed
 
 
+def _quantized(reg: Registry, backend: str, precision: str) -> bool:
+    """Whether ``precision`` (declared by ``backend``) is a quantized one, or a clear error when unregistered."""
+    if precision not in reg.axis("precision"):
+        raise PluginError(
+            f"backend {backend!r} declares precision {precision!r}, which no plugin registers "
+            f"(registered: {', '.join(reg.axis('precision'))}); register it with the zoocompat_precisions hook"
+        )
+    return reg.precision(precision).quantized
+
+
 def build_cells(
     cards: Iterable[Card],
     backends: dict[str, tuple[str, ...]],
     quantizer_modes: dict[str, tuple[str, ...]],
     selection: Selection,
     sdk_backends: Iterable[str] | None = None,
+    registry: Registry | None = None,
 ) -> list[Cell]:
     """All cells for ``cards`` on ``backends`` (name -> precisions) after ``selection``.
 
     ``quantizer_modes`` maps a quantizer name to the modes it offers; a card's
-    integer cells use its own quantizer's modes, plus ``qat`` when its
+    quantized cells use its own quantizer's modes, plus ``qat`` when its
     ``qat_quantizer`` offers it. ``sdk_backends`` names the
     backends whose cells run inside an SDK release (one cell per requested
     SDK); the others get no SDK. ``None`` puts the SDK on every backend.
+    ``registry`` (default: the process-wide one) orders the backends and
+    precisions, says which precisions are quantized, and which precisions and
+    modes run when ``selection`` names none (each one's ``default``).
     """
+    reg = registry or _registry()
     sdk_ids = selection.sdk_ids()
     bound = set(backends) if sdk_backends is None else set(sdk_backends)
-    modes_wanted = selection.quant or set(DEFAULT_QUANT_MODES)
+    precisions_wanted = selection.precisions or set(reg.defaults("precision"))
+    modes_wanted = selection.quant or set(reg.defaults("quant"))
     cells: list[Cell] = []
     for card in sorted(cards, key=lambda c: c.name):
         if not (_keep(card.name, selection.models) and _keep(card.frontend, selection.frontends)):
             continue
-        for backend in sorted(backends, key=BACKENDS.index):
+        for backend in sorted(backends, key=reg.sort_key("backend")):
             if not _keep(backend, selection.backends):
                 continue
-            for precision in sorted(backends[backend], key=PRECISIONS.index):
-                if not _keep(precision, selection.precisions):
+            for precision in sorted(backends[backend], key=reg.sort_key("precision")):
+                quantized = _quantized(reg, backend, precision)  # an unregistered one is an error, selected or not
+                if precision not in precisions_wanted:
                     continue
-                if selection.precisions is None and precision in OPT_IN_PRECISIONS:
-                    continue
-                if precision in FLOAT_PRECISIONS:
-                    modes = ["none"]
+                if not quantized:
+                    modes = [UNQUANTIZED]
                 else:
-                    modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m not in ("none", "qat")]
-                    if card.qat_quantizer and "qat" in quantizer_modes.get(card.qat_quantizer, ()):
-                        modes.append("qat")
+                    modes = [m for m in quantizer_modes.get(card.quantizer, ()) if m not in (UNQUANTIZED, QAT)]
+                    if card.qat_quantizer and QAT in quantizer_modes.get(card.qat_quantizer, ()):
+                        modes.append(QAT)
                 for quant in modes:
                     if quant not in modes_wanted:
                         continue

@@ -22,16 +22,19 @@ from typing import Any
 
 import numpy as np
 
+from zoocompat.api import QuantizeResult, TrainingJob
 from zoocompat.api.cache import ArtifactCache, key_of
 from zoocompat.api.errors import CellError, PluginError
+from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
-from zoocompat.diagnose.layers import diagnose_failure
+from zoocompat.diagnose.first_bad import diagnose_failure
 from zoocompat.model.cards import Card
-from zoocompat.model.data import CardData, build_card_data
+from zoocompat.model.data import CardData, build_card_data, training_inputs
 from zoocompat.model.measured import convert_key
 from zoocompat.model.sources import resolve_source
 from zoocompat.report.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
 from zoocompat.run import reuse
+from zoocompat.run.autoquant import auto_quant_cell
 from zoocompat.run.matrix import Cell
 from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.verdict.stats import PairedDrop, cosine_similarity, mean_interval, paired_drop, sqnr_db
@@ -144,7 +147,7 @@ class CellRunner:
     def _metric(self, card: Card) -> Any:
         """The card's metric, configured with ``metric.params`` when the card gives any."""
         metric = self.registry.get("metric", card.metric.name)
-        configure = getattr(metric, "configure", None)
+        configure = optional(metric, "configure")
         if configure is not None:
             return configure(dict(card.metric.params))
         if card.metric.params:
@@ -171,7 +174,7 @@ class CellRunner:
             "bad_input",
             "check the weights and inputs.preprocess (scale, mean, std)",
         )
-        cpu = self.registry.get("backend", "cpu")
+        cpu = self.registry.get("backend", self.registry.reference_backend())  # the host reference runtime
         result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
         shutil.rmtree(out / "work", ignore_errors=True)
         native_value = float(np.mean(metric.score(native[card.metric.output], data.labels)))
@@ -217,54 +220,76 @@ class CellRunner:
         if technique != "qat":
             return (card.quantizer,)
         quantizer = self.qat_quantizer(card)
-        return (quantizer.name, quantizer.settings() if hasattr(quantizer, "settings") else {})
+        settings = optional(quantizer, "settings")
+        return (quantizer.name, settings() if settings else {})
 
     def qat_quantizer(self, card: Card) -> Any:
         """The card's quantization-aware-training quantizer (``qat_quantizer``, aimet_torch by default)."""
         if not card.qat_quantizer:
             raise CellError("quantize_error", f"{card.name}: the card sets qat_quantizer: null (no QAT for it)")
         quantizer = self.registry.get("quantizer", card.qat_quantizer)
-        if not hasattr(quantizer, "train_quantize"):
+        if optional(quantizer, "train_quantize") is None:
             raise CellError(
                 "quantize_error",
                 f"{card.path or card.name}: qat_quantizer {card.qat_quantizer!r} does not train (its modes: "
-                f"{', '.join(getattr(quantizer, 'modes', ()))}); name a QAT quantizer such as aimet_torch",
+                f"{', '.join(quantizer.modes)}); name a QAT quantizer such as aimet_torch",
             )
         return quantizer
 
-    def training_job(self, card: Card, calibration: list[dict[str, np.ndarray]] | None = None) -> Any:
+    def training_job(
+        self,
+        card: Card,
+        calibration: list[dict[str, np.ndarray]] | None = None,
+        trainer: Any = None,
+    ) -> TrainingJob:
         """What QAT needs for ``card``: the canonical ONNX, the frontend's torch model (PyTorch cards), the
-        calibration samples and the preprocessed inputs of the dataset's ``train`` split.
+        calibration samples (the card's split unless ``calibration`` is given) and the preprocessed inputs of
+        the dataset's ``train`` split, as many as ``trainer`` (default: the card's QAT quantizer) asks for.
         """
-        from zoocompat.api import TrainingJob
-        from zoocompat.model.data import training_inputs
-
         converted = self.converted(card)
         framework_model = None
         if card.frontend == "pytorch":
             frontend = self.registry.get("frontend", card.frontend)
             framework_model = frontend.load(card, resolve_source(card, self.cache))
         dataset = self.registry.get("dataset", card.dataset.name)
-        quantizer = self.qat_quantizer(card)
-        training = training_inputs(card, dataset, getattr(quantizer, "samples", 1024))
+        trainer = trainer or self.qat_quantizer(card)
+        training = training_inputs(card, dataset, optional(trainer, "samples"))
         samples = calibration if calibration is not None else self.card_data(card).calibration_batches()
         return TrainingJob(card, converted.onnx, framework_model, samples, training)
+
+    def train_quantize(
+        self,
+        card: Card,
+        precision: str,
+        out: Path,
+        *,
+        calibration: list[dict[str, np.ndarray]] | None = None,
+        trainer: Any = None,
+    ) -> QuantizeResult:
+        """Quantization-aware training of ``card`` at ``precision`` into ``out``: the one QAT dispatch.
+
+        The matrix's ``qat`` cells, ``zoocompat quantize --technique qat`` and the
+        autoquant ladder's last rung all come here. ``trainer`` is a quantizer
+        with ``train_quantize`` (default: the card's ``qat_quantizer``, checked by
+        :meth:`qat_quantizer`); ``calibration`` replaces the card's calibration split.
+        """
+        trainer = trainer or self.qat_quantizer(card)
+        job = self.training_job(card, calibration, trainer)
+        return trainer.train_quantize(job, precision, Path(out))
 
     def _quantize(self, card: Card, converted: Converted, precision: str, technique: str, out: Path) -> None:
         quantizer = self.registry.get("quantizer", card.quantizer)
         data = self.card_data(card)
         start = time.perf_counter()
         with _stage_errors("quantize_error", f"{card.name} {precision} {technique}"):
-            if technique == "auto":  # the autoquant ladder at the cell's precision (zoocompat/autoquant.py)
-                from zoocompat.run.autoquant import auto_quant_cell
-
+            if technique == "auto":  # the autoquant ladder at the cell's precision (zoocompat/run/autoquant.py)
                 result = auto_quant_cell(self, card, precision, out)
             elif technique == "qat":
-                result = self.qat_quantizer(card).train_quantize(self.training_job(card), precision, out)
+                result = self.train_quantize(card, precision, out)
             else:
                 result = quantizer.quantize(converted.onnx, data.calibration_batches(), precision, technique, out)
         quantize_s = time.perf_counter() - start
-        cpu = self.registry.get("backend", "cpu")
+        cpu = self.registry.get("backend", self.registry.reference_backend())  # the host reference runtime
         run = cpu.compile(result.qdq_onnx, precision, None, out / "work").run(data.eval_batch())
         shutil.rmtree(out / "work", ignore_errors=True)
         np.savez(out / "cpu_outputs.npz", **run.outputs)
@@ -396,7 +421,7 @@ class CellRunner:
             samples_needed=paired.samples_needed(tolerance) if verdict == "inconclusive" else None,
             native_fp32=converted.report["native_metric"],
         )
-        same_as_reference = cell.backend == "cpu"
+        same_as_reference = cell.backend == self.registry.reference_backend()
         record.fidelity = Fidelity(
             sqnr_vs_fp32_db=sqnr_db(converted.fp32_outputs[output], result.outputs[output]),
             sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(reference[output], result.outputs[output]),

@@ -1,44 +1,52 @@
-"""``zoocompat quantize``: convert a zoo model, quantize it with a technique, score the QDQ model.
+"""Quantize one zoo model outside the matrix: what ``zoocompat quantize`` and ``zoocompat autoquant`` run.
 
-The command's logic, kept out of :mod:`zoocompat.cli` so that it is importable
-and testable without click. Conversion goes through the artifact cache (the same
-canonical ONNX the matrix uses); quantization writes into the chosen folder,
-not the cache, because its inputs (an input list, an override file) may be the
-user's own. The QDQ model is scored on the ``cpu`` backend over the card's
-evaluation split.
+The commands' logic, kept out of :mod:`zoocompat.cli` so that it is importable
+and testable without click: :func:`make_runner` (a runner over the registered
+zoo), :func:`find_card` (a model name or card file), :func:`calibration_samples`
+(the card's split or an input list) and :func:`quantize_card`. Conversion goes
+through the artifact cache (the same canonical ONNX the matrix uses);
+quantization writes into the chosen folder, not the cache, because its inputs
+(an input list, an override file) may be the user's own. The QDQ model is
+scored on the ``cpu`` backend over the card's evaluation split
+(:mod:`zoocompat.run.scoring`, re-exported here for the commands).
+
+Nothing in the pipeline imports this module: QAT goes through
+:meth:`CellRunner.train_quantize <zoocompat.run.pipeline.CellRunner.train_quantize>`
+and the ladder through :mod:`zoocompat.run.autoquant`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.encodings import convert_encodings, load_encodings
 from zoocompat.api.errors import CellError
-from zoocompat.model.cards import Card, load_card
+from zoocompat.api.protocols import optional
+from zoocompat.api.registry import registry
+from zoocompat.model.cards import Card, discover, load_card
+from zoocompat.model.input_list import read_input_list
+from zoocompat.report.results import ReportDir
+from zoocompat.run.pipeline import CellRunner
+from zoocompat.run.scoring import fp32_value, score
 
-__all__ = ["find_card", "fp32_value", "make_runner", "quantize_card", "score"]
+__all__ = ["calibration_samples", "find_card", "fp32_value", "make_runner", "quantize_card", "score"]
 
 
-def make_runner(cache_root: Path | None = None, extra_zoo: tuple[Path, ...] = ()) -> Any:
-    """A :class:`~zoocompat.pipeline.CellRunner` over the registered zoo (plus ``extra_zoo`` folders)."""
-    from zoocompat.api.cache import ArtifactCache
-    from zoocompat.api.registry import registry
-    from zoocompat.model.cards import discover
-    from zoocompat.report.results import ReportDir
-    from zoocompat.run.pipeline import CellRunner
-
+def make_runner(cache_root: Path | None = None, extra_zoo: tuple[Path, ...] = ()) -> CellRunner:
+    """A :class:`~zoocompat.run.pipeline.CellRunner` over the registered zoo (plus ``extra_zoo`` folders)."""
     reg = registry()
     cards, _errors = discover(list(reg.zoo_dirs) + [Path(d) for d in extra_zoo])
     report = ReportDir(Path(tempfile.gettempdir()) / "zoocompat-quantize")
     return CellRunner(reg, cards, ArtifactCache(cache_root), report)
 
 
-def find_card(runner: Any, model: Card | str | Path) -> Card:
+def find_card(runner: CellRunner, model: Card | str | Path) -> Card:
     """The card for ``model``: a card object, a zoo model name, or the path of a card file."""
     if isinstance(model, Card):
         runner.cards.setdefault(model.name, model)
@@ -54,32 +62,10 @@ def find_card(runner: Any, model: Card | str | Path) -> Card:
     raise CellError("bad_input", f"no model {str(model)!r} in the zoo (known: {known}) and no card file at that path")
 
 
-def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    metric = runner._metric(card)
-    return metric.score(outputs[card.metric.output], runner.card_data(card).labels)
-
-
-def fp32_value(runner: Any, card: Card) -> float:
-    """The card's metric of its canonical FP32 ONNX on the CPU backend (cached with the conversion)."""
-    return float(np.mean(_scores(runner, card, runner.converted(card).fp32_outputs)))
-
-
-def score(runner: Any, card: Card, qdq_onnx: Path, precision: str, workdir: Path) -> float:
-    """The card's metric of ``qdq_onnx`` on the CPU backend over the card's evaluation split."""
-    cpu = runner.registry.get("backend", "cpu")
-    try:
-        result = cpu.compile(Path(qdq_onnx), precision, None, Path(workdir)).run(runner.card_data(card).eval_batch())
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return float(np.mean(_scores(runner, card, result.outputs)))
-
-
-def calibration_samples(runner: Any, card: Card, input_list: Path | None) -> list[dict[str, np.ndarray]]:
+def calibration_samples(runner: CellRunner, card: Card, input_list: Path | None) -> list[dict[str, np.ndarray]]:
     """The card's calibration split, or the samples of an SNPE-style input list when one is given."""
     if input_list is None:
         return runner.card_data(card).calibration_batches()
-    from zoocompat.model.input_list import read_input_list
-
     return read_input_list(input_list, {spec.name: spec.shape for spec in card.inputs})
 
 
@@ -89,7 +75,7 @@ def quantize_card(
     technique: str = "ptq",
     out_dir: Path | None = None,
     *,
-    runner: Any = None,
+    runner: CellRunner | None = None,
     quantizer: Any = None,
     input_list: Path | None = None,
     encodings_override: Path | None = None,
@@ -104,8 +90,6 @@ def quantize_card(
     ``out_dir/quantize.json``. ``encodings_format`` (``0.6.1`` or ``1.0.0``)
     rewrites ``model.encodings`` in that layout.
     """
-    from zoocompat.api.encodings import convert_encodings, load_encodings
-
     runner = runner or make_runner()
     card = find_card(runner, model)
     if quantizer is None or isinstance(quantizer, str):
@@ -119,11 +103,11 @@ def quantize_card(
     if per_channel is not None:
         options["per_channel"] = per_channel
     try:
-        if technique == "qat":  # quantization-aware training: the card's qat_quantizer (aimet_torch) trains
-            trainer = quantizer if hasattr(quantizer, "train_quantize") else runner.qat_quantizer(card)
+        if technique == "qat":  # quantization-aware training: the named quantizer when it trains, else the card's
             if options:
                 raise CellError("quantize_error", f"qat takes none of {sorted(options)}")
-            result = trainer.train_quantize(runner.training_job(card, samples), precision, out_dir)
+            trainer = quantizer if optional(quantizer, "train_quantize") else None
+            result = runner.train_quantize(card, precision, out_dir, calibration=samples, trainer=trainer)
         else:
             result = quantizer.quantize(converted.onnx, samples, precision, technique, out_dir, **options)
     except TypeError as error:  # a third-party quantizer without the optional keywords

@@ -5,9 +5,9 @@ tens of milliseconds per sample), and it is a pure function of what goes in:
 the model file's bytes, the evaluation inputs, the runtime that runs them
 (the backend's :meth:`describe`: SDK id, QNN core version, onnxruntime
 versions, ``htp_arch``, ``soc_model``, strict mode, device) and the code that
-drives it (the backend's plugin package). The first run keeps its outputs,
-placement, timings and runner log in the cache stage ``outputs/`` under a key
-of all of those; a later cell with the same key reads them back instead of
+drives it (the backend's module, its package, its ``code_modules``). The first
+run keeps its outputs, placement, timings and runner log in the cache stage
+``outputs/`` under a key of all of those; a later cell with the same key reads them back instead of
 running the backend again. Metrics, tolerances and verdicts are always
 computed afresh from the outputs, so a change to a card's tolerance, a metric
 or the known failures shows on the next warm run.
@@ -15,7 +15,7 @@ or the known failures shows on the next warm run.
 What changes the key (and so runs the backend again): any byte of the model
 (a new conversion or quantization), the inputs (dataset or preprocessing), an
 SDK release or onnxruntime version, the arch / SoC / strict / device
-settings, the backend plugin's source. Only successful runs are kept: a crash
+settings, the backend plugin's source (:func:`code_files`). Only successful runs are kept: a crash
 or timeout runs again next time.
 
 The record says which happened in ``backend_info.outputs`` (``measured`` or
@@ -42,8 +42,9 @@ import numpy as np
 
 from zoocompat.api import Placement, RunResult
 from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
+from zoocompat.api.protocols import optional
 
-__all__ = ["OUTPUTS_STAGE", "enabled", "inputs_digest", "run_or_reuse"]
+__all__ = ["OUTPUTS_STAGE", "code_digest", "code_files", "enabled", "inputs_digest", "run_or_reuse"]
 
 OUTPUTS_STAGE = "outputs"
 FORMAT = 1
@@ -74,15 +75,28 @@ def _sources_digest(files: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def code_digest(backend: Any) -> str:
-    """sha256 of the backend's plugin package (its module's folder: the backend and the shared runner code)
-    and of any extra modules it names in ``code_modules`` (e.g. the gpu reference's graph folding).
+def code_files(backend: Any) -> list[Path]:
+    """The source files whose code drives ``backend``, sorted.
+
+    The file of the module that defines the backend's class; when that module
+    lives in a package (an ``__init__.py`` beside it), every ``.py`` of that
+    package folder too (the built-ins share their runner code that way); and
+    the modules the backend names in ``code_modules`` (e.g. the gpu
+    reference's graph folding). A one-file plugin installed in site-packages
+    is hashed alone, never with its neighbours.
     """
-    module = sys.modules[type(backend).__module__]
-    files = {str(p) for p in Path(module.__file__).parent.glob("*.py")}
-    for name in getattr(backend, "code_modules", ()):
-        files.add(str(Path(importlib.import_module(name).__file__)))
-    return _sources_digest(tuple(sorted(files)))
+    own = Path(sys.modules[type(backend).__module__].__file__).resolve()
+    files = {own}
+    if (own.parent / "__init__.py").is_file():
+        files.update(path.resolve() for path in own.parent.glob("*.py"))
+    for name in optional(backend, "code_modules"):
+        files.add(Path(importlib.import_module(name).__file__).resolve())
+    return sorted(files)
+
+
+def code_digest(backend: Any) -> str:
+    """sha256 of :func:`code_files` of ``backend``: their paths and bytes."""
+    return _sources_digest(tuple(str(path) for path in code_files(backend)))
 
 
 def key(backend: Any, runtime: dict[str, Any], precision: str, sdk: str | None, model: Path, inputs: str) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from zoocompat.api import progress
 from zoocompat.api.cache import default_root
 from zoocompat.api.errors import ZoocompatError
 
@@ -358,7 +359,7 @@ def listing(cache_root: Path | None = None) -> list[dict]:
 
 
 def _run(command: list[str], what: str, log: Path) -> None:
-    with open(log, "ab") as out:
+    with open(log, "ab") as out, progress.step(f"{what} (log: {log})"):
         out.write(f"$ {' '.join(command)}\n".encode())
         out.flush()
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
