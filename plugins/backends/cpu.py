@@ -22,6 +22,8 @@ class CpuBackend:
     name = "cpu"
     order = 10
     reference = True  # the host runtime of the FP32 and QDQ references every other backend is measured against
+    #: the host CPU EP is cheap next to the HTP emulator (a prior for scheduling; timings replace it)
+    cost = {"*": 0.02}
     precisions = ("fp32", "w8a8", "w8a16", "w4a8")  # w4a8: opt-in (its Precision's default=False)
 
     def available(self, sdk: str | None) -> str | None:

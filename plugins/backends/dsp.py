@@ -34,6 +34,7 @@ class DspBackend(HtpBackend):
 
     name = "dsp"
     order = 30
+    cost = {"*": 1.0}  # the HTP emulator at w8a8
     precisions = ("w8a8",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

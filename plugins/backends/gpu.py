@@ -157,6 +157,7 @@ class GpuBackend:
 
     name = "gpu"
     order = 20
+    cost = {"*": 0.05}  # the fp16 reference on the CPU (or a real GPU): cheap next to the HTP emulator
     precisions = ("fp16",)
     #: modules besides this package whose code shapes the outputs (zoocompat/reuse.py keys on them)
     code_modules = ("zoocompat.model.onnx_fold",)

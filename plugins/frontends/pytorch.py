@@ -34,7 +34,14 @@ class PytorchFrontend:
     """Loads ``torch.load(weights_only=True)`` state dicts into the card's architecture."""
 
     name = "pytorch"
+    framework = "torch"
     order = 10
+
+    def check_card(self, card: Card) -> list[str]:
+        """A state dict needs the architecture to load into."""
+        if card.architecture is None:
+            return ["architecture: a pytorch card needs 'architecture: module:Class' to rebuild the network"]
+        return []
 
     def load(self, card: Card, source_path: Path | None) -> Any:
         """Build the architecture and load the weights (no pickled code is ever run)."""

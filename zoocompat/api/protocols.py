@@ -20,8 +20,10 @@ required ones only, which is what the core needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -116,6 +118,17 @@ class Frontend(Protocol):
     #: Optional. Where this frontend's rows and ``--frontends`` names sort: ascending, ties by name (default
     #: ``100``, after the built-ins ``pytorch`` 10, ``tensorflow`` 20, ``onnx`` 30).
     order: int = 100
+    #: Optional. The framework of the native model ``load`` returns (default ``""``: none named). ``"torch"``
+    #: says it is a ``torch.nn.Module``, which a QAT quantizer fine-tunes directly (``TrainingJob.framework_model``)
+    #: instead of converting the ONNX back to torch.
+    framework: str = ""
+
+    def check_card(self, card: Card) -> list[str]:
+        """Optional. Problems with the fields this frontend needs in ``card``, as ``"field: problem"`` lines.
+
+        Called when a card is loaded (``zoocompat zoo check``, discovery, the matrix), before anything runs;
+        ``[]`` when the card is fine. Not offered: no frontend-specific checks.
+        """
 
     def load(self, card: Card, source_path: Path | None) -> Any:
         """Return the native model with its real weights.
@@ -326,6 +339,10 @@ class Backend(Protocol):
     #: backend's fidelity (``sqnr_vs_cpu_db``) and first-bad-layer diagnosis are measured against. Exactly one
     #: registered backend must set it (the built-in ``cpu`` does); its cells are not shown as accelerator cells.
     reference: bool = False
+    #: Optional. Relative cost of one evaluation sample per input element, by precision (``"*"`` for the
+    #: precisions not named): the scheduler's prior for ordering cells before any timing of them exists
+    #: (``zoocompat.pytest_plugin.schedule``). Only ratios between backends matter; default ``{"*": 1.0}``.
+    cost: Mapping[str, float] = MappingProxyType({"*": 1.0})
 
     def available(self, sdk: str | None) -> str | None:
         """Return ``None`` when this backend can run here, else the reason it cannot."""
@@ -355,8 +372,8 @@ OPTIONAL_MEMBERS: dict[type, tuple[str, ...]] = {
     Metric: ("configure",),
     Quantizer: ("techniques", "samples", "train_quantize", "settings"),
     CompiledModel: ("timeout_s",),
-    Frontend: ("order",),
-    Backend: ("sdk_axis", "code_modules", "order", "reference", "configure"),
+    Frontend: ("order", "framework", "check_card"),
+    Backend: ("sdk_axis", "code_modules", "order", "reference", "cost", "configure"),
 }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from zoocompat.api.registry import registry
 from zoocompat.diagnose.first_bad import (
     activation_pairs,
     diagnose_failure,
@@ -132,7 +133,7 @@ def _backend_sqnr(
 
 
 def _who(cell: Any) -> str:
-    if cell.backend == "cpu":
+    if cell.backend in registry().reference_backends():
         return "the CPU EP with its default optimizations (fused integer kernels)"
     return f"{cell.backend} ({cell.sdk or 'installed SDK'})"
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zoocompat.api.errors import CardError
+from zoocompat.api.protocols import optional
 
 if TYPE_CHECKING:
     from zoocompat.api.registry import Registry
@@ -163,8 +164,6 @@ class Card(_Strict):
     def _consistent(self) -> Card:
         if self.metric.output not in self.outputs:
             raise ValueError(f"metric.output {self.metric.output!r} is not one of outputs {self.outputs}")
-        if self.frontend == "pytorch" and self.architecture is None:
-            raise ValueError("a pytorch card needs 'architecture: module:Class' to rebuild the network")
         return self
 
     def tolerance_for(self, precision: str) -> float:
@@ -206,12 +205,14 @@ def check_names(card: Card, registry: Registry) -> list[str]:
     """What ``card`` names on the matrix's axes that no installed plugin registers: ``"field: problem"``
     lines, each listing the registered names (``[]`` when every name is known).
 
-    Checked: ``frontend``; the keys of ``tolerance`` (``default`` or a precision); each ``smoke``
-    entry (``<backend>-<precision>``).
+    Checked: ``frontend`` (and the frontend's own ``check_card``); the keys of ``tolerance``
+    (``default`` or a precision); each ``smoke`` entry (``<backend>-<precision>``).
     """
     problems = []
     if card.frontend not in registry.axis("frontend"):
         problems.append(_frontend_problem(card.frontend, registry))
+    elif check_card := optional(registry.get("frontend", card.frontend), "check_card"):
+        problems.extend(check_card(card))
     precisions = registry.axis("precision")
     for key in card.tolerance:
         if key != "default" and key not in precisions:

@@ -47,24 +47,29 @@ import pytest
 from xdist.scheduler import LoadScheduling
 from xdist.workermanage import WorkerController
 
+from zoocompat.api.protocols import optional
+from zoocompat.api.registry import registry
 from zoocompat.model.cards import Card
 from zoocompat.run.matrix import Cell
 
-#: relative cost of one evaluation sample per input element on a backend (a prior; timings replace it)
-BACKEND_WEIGHT = {"htp": 1.0, "dsp": 1.0, "gpu": 0.05, "cpu": 0.02}
-#: on the HTP emulator: fp16 and 16-bit activations cost more per sample than w8a8 (measured 5x and 2x)
-HTP_PRECISION_WEIGHT = {"fp16": 5.0, "w8a16": 2.0}
 #: quant modes that train or search before the cell runs: about this many extra samples through the model
 TRAINING_SAMPLES = {"qat": 1024 * 3, "auto": 1024 * 3}
+
+
+def backend_cost(backend: str, precision: str) -> float:
+    """The backend's declared relative cost per sample element at ``precision`` (1.0 when it declares none)."""
+    reg = registry()
+    if backend not in reg.names("backend"):
+        return 1.0
+    cost = optional(reg.get("backend", backend), "cost")
+    return float(cost.get(precision, cost.get("*", 1.0)))
 
 
 def prior_cost(cell: Cell, card: Card) -> float:
     """A cell's relative cost before any timing of it exists (see the module docstring)."""
     elements = sum(math.prod(spec.shape) for spec in card.inputs)
-    weight = BACKEND_WEIGHT.get(cell.backend, 1.0)
-    if cell.backend in ("htp", "dsp"):
-        weight *= HTP_PRECISION_WEIGHT.get(cell.precision, 1.0)
-    training = TRAINING_SAMPLES.get(cell.quant, 0) * BACKEND_WEIGHT["cpu"]
+    weight = backend_cost(cell.backend, cell.precision)
+    training = TRAINING_SAMPLES.get(cell.quant, 0) * backend_cost(registry().reference_backend(), "fp32")
     return elements * (card.dataset.evaluation * weight + training)
 
 

@@ -248,8 +248,8 @@ class CellRunner:
         """
         converted = self.converted(card)
         framework_model = None
-        if card.frontend == "pytorch":
-            frontend = self.registry.get("frontend", card.frontend)
+        frontend = self.registry.get("frontend", card.frontend)
+        if optional(frontend, "framework") == "torch":
             framework_model = frontend.load(card, resolve_source(card, self.cache))
         dataset = self.registry.get("dataset", card.dataset.name)
         trainer = trainer or self.qat_quantizer(card)
