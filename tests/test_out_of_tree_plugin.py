@@ -105,7 +105,8 @@ def test_matrix_collects_and_runs_the_plugins_cells(oot):
         assert cells[cell_id]["timing"]["quantize_s"] is not None
         fidelity = cells[cell_id]["fidelity"]
         assert fidelity["sqnr_vs_fp32_db"] < 60, fidelity
-        assert fidelity["sqnr_vs_cpu_db"] > 40, fidelity  # the same QDQ model on the cpu reference agrees
+        # the same QDQ model on the cpu reference agrees: above 40 dB, or bit-identical (None = identical outputs)
+        assert fidelity["sqnr_vs_cpu_db"] is None or fidelity["sqnr_vs_cpu_db"] > 40, fidelity
     assert run.returncode == (0 if all(c["status"] != "fail" for c in cells.values()) else 1), output
 
 

@@ -1,7 +1,10 @@
 """Model cards: YAML files that say what a model is and how it is judged.
 
-A card is data, never code: it is read with ``yaml.safe_load`` and validated
-by the pydantic models below, and every error names the file and the field.
+A card is data, never code: it is read with a safe YAML loader that also refuses
+anchors and aliases (they can expand without limit), only up to a size limit
+(:func:`max_card_bytes`), and validated by the pydantic models below, every
+number for meaning (finite, with a sign and range that make sense); every error
+names the file and the field.
 The names a card gives for the matrix's axes (its frontend, the precisions of
 its tolerances, the backend-precision pairs of its smoke slice) are checked
 against what the installed plugins register (:func:`check_names`), not against
@@ -12,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zoocompat.api.errors import CardError
 from zoocompat.api.protocols import optional
@@ -25,6 +30,49 @@ if TYPE_CHECKING:
     from zoocompat.api.registry import Registry
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+#: Environment variable that overrides the card file size limit (bytes).
+MAX_CARD_BYTES_ENV = "ZOOCOMPAT_MAX_CARD_BYTES"
+#: Default card file size limit: cards are a few hundred bytes, so 1 MiB is generous.
+DEFAULT_MAX_CARD_BYTES = 1 << 20
+#: Most samples a dataset split may take (calibration or evaluation).
+MAX_SAMPLES = 1_000_000
+#: Largest seed (numpy's and scikit-learn's generators take seeds in [0, 2**32)).
+MAX_SEED = 2**32 - 1
+#: Largest image dim (height, width, crop, channels) a card may give.
+MAX_DIM = 1 << 16
+
+#: A finite float (no NaN, no infinity).
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _not_zero(value: float) -> float:
+    if value == 0:
+        raise ValueError("must not be 0 (every pixel would become 0 or infinite)")
+    return value
+
+
+#: A finite float other than 0 (preprocess ``scale`` and ``std``).
+NonZero = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_not_zero)]
+#: A positive image dim.
+Dim = Annotated[int, Field(gt=0, le=MAX_DIM)]
+
+
+def _finite_tree(value: Any, where: str = "") -> Any:
+    """Refuse a NaN or infinite float anywhere inside ``value`` (free-form ``params``), naming its key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where or 'value'} is {value}: numbers in a card must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_tree(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _finite_tree(item, f"{where}.{index}" if where else str(index))
+    return value
+
+
+#: Free-form ``params`` (a plugin's): any YAML, but every number in it finite.
+Params = Annotated[dict[str, Any], AfterValidator(_finite_tree)]
 
 
 #: Import names the built-ins had before they moved under the project's name (cards written then keep working).
@@ -72,7 +120,7 @@ class RecipeSource(_Strict):
 
     kind: Literal["recipe"]
     recipe: Annotated[str, Field(pattern=r"^[\w.]+:\w+$", description="module:function")]
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
     @field_validator("recipe")
     @classmethod
@@ -87,19 +135,19 @@ class Preprocess(_Strict):
     """Image preprocessing, applied in this order: channels, resize, crop, scale, normalize."""
 
     channels: Literal[1, 3] | None = None
-    resize: tuple[int, int] | None = Field(None, description="[height, width]")
-    resize_short: int | None = None
-    center_crop: tuple[int, int] | None = None
-    scale: float = 1.0
-    mean: list[float] | None = None
-    std: list[float] | None = None
+    resize: tuple[Dim, Dim] | None = Field(None, description="[height, width]")
+    resize_short: Dim | None = None
+    center_crop: tuple[Dim, Dim] | None = None
+    scale: NonZero = Field(1.0, description="multiplies the pixel values; not 0")
+    mean: list[Finite] | None = None
+    std: list[NonZero] | None = Field(None, description="divides the pixel values (per channel); not 0")
 
 
 class InputSpec(_Strict):
     """One model input with the static dims it is exported and compiled with."""
 
     name: str
-    shape: list[Annotated[int, Field(gt=0)]]
+    shape: list[Dim]
     dtype: Literal["float32"] = "float32"
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     preprocess: Preprocess = Preprocess()
@@ -118,10 +166,10 @@ class DatasetSpec(_Strict):
     """Where labeled samples come from and how many each split takes."""
 
     name: str
-    calibration: Annotated[int, Field(gt=0)]
-    evaluation: Annotated[int, Field(gt=0)]
-    seed: int = 0
-    params: dict[str, Any] = Field(default_factory=dict)
+    calibration: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
+    evaluation: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+    params: Params = Field(default_factory=dict)
 
 
 class MetricSpec(_Strict):
@@ -129,8 +177,8 @@ class MetricSpec(_Strict):
 
     name: str
     output: str
-    fp32_reference: float | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="passed to the metric's configure()")
+    fp32_reference: Finite | None = None
+    params: Params = Field(default_factory=dict, description="passed to the metric's configure()")
 
 
 class Card(_Strict):
@@ -146,7 +194,9 @@ class Card(_Strict):
     outputs: list[str] = Field(min_length=1)
     dataset: DatasetSpec
     metric: MetricSpec
-    tolerance: dict[str, float] = Field(default_factory=lambda: {"default": 0.01})
+    tolerance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: {"default": 0.01}, description="allowed absolute metric drop per precision (>= 0)"
+    )
     quantizer: str = "aimet_onnx"
     qat_quantizer: str | None = Field(
         "aimet_torch", description="quantizer of the card's qat cells (None: no qat cells for this model)"
@@ -257,19 +307,85 @@ def parse_card(data: Any, path: Path, registry: Registry | None = None) -> Card:
     return card.model_copy(update={"path": path.resolve()})
 
 
-def load_card(path: Path, registry: Registry | None = None) -> Card:
-    """Read and validate one card file (axis names against ``registry``, default the process-wide one)."""
-    path = Path(path)
+class _CardAliasError(yaml.YAMLError):
+    """An anchor or alias in a card (refused: aliases can expand without limit)."""
+
+    def __init__(self, what: str, mark: yaml.Mark | None) -> None:
+        self.what = what
+        self.line = mark.line + 1 if mark is not None else None
+        super().__init__(what)
+
+
+class CardLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors (``&name``) and aliases (``*name``).
+
+    A card is a few plain fields; an alias lets a few lines expand into gigabytes
+    (the "billion laughs"), so the first alias or anchor ends the load, before
+    anything is expanded.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _CardAliasError(f"alias *{event.anchor}", event.start_mark)
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            raise _CardAliasError(f"anchor &{event.anchor}", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def max_card_bytes() -> int:
+    """The card file size limit in bytes: ``$ZOOCOMPAT_MAX_CARD_BYTES``, default 1 MiB."""
+    raw = os.environ.get(MAX_CARD_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CARD_BYTES
     try:
-        text = path.read_text(encoding="utf-8")
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise CardError(f"{MAX_CARD_BYTES_ENV}={raw!r}: the card size limit must be a positive number of bytes")
+    return limit
+
+
+def _read_card_text(path: Path) -> str:
+    """The card's text, refused unread past :func:`max_card_bytes`."""
+    limit = max_card_bytes()
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(limit + 1)
     except OSError as error:
         raise CardError(f"{path}: cannot read the card ({error.strerror or error}); check the path") from None
+    if len(raw) > limit:
+        raise CardError(
+            f"{path}: the card file is over the size limit of {limit} bytes (a card is a few hundred bytes); "
+            f"check that it is the right file, or raise the limit with {MAX_CARD_BYTES_ENV}=<bytes>"
+        )
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise CardError(f"{path}: a card must be UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def load_card(path: Path, registry: Registry | None = None) -> Card:
+    """Read and validate one card file (axis names against ``registry``, default the process-wide one).
+
+    The file is refused before parsing when over :func:`max_card_bytes`, and its YAML
+    when it holds an anchor or alias (:class:`CardLoader`).
+    """
+    path = Path(path)
+    text = _read_card_text(path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=CardLoader)  # noqa: S506 - CardLoader is a SafeLoader
+    except _CardAliasError as error:
+        where = f" (line {error.line})" if error.line else ""
+        raise CardError(
+            f"{path}: YAML anchors and aliases are not allowed in a card: found {error.what}{where}; "
+            "write the values out in full (aliases can expand without limit)"
+        ) from None
     except yaml.YAMLError as error:
         raise CardError(f"{path}: not valid YAML (safe subset only): {error}") from None
+    except RecursionError:
+        raise CardError(f"{path}: the card's YAML is nested too deeply; a card is a few levels of fields") from None
     return parse_card(data, path, registry)
 
 
