@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--md", type=Path, default=None, help="also write the Markdown table here")
     args = parser.parse_args()
 
-    from zoocompat.run.quantize import find_card, fp32_value, make_runner
+    from zoocompat.run.quantize import find_card, make_runner
+    from zoocompat.run.scoring import fp32_value
 
     runner = make_runner()
     started = time.perf_counter()

@@ -26,8 +26,6 @@ ENTRY_POINT_GROUP = "zoocompat"
 KINDS = ("frontend", "quantizer", "backend", "dataset", "metric", "precision", "quant_mode")
 #: The matrix's axes (the names of the results record's fields and of the pytest options) -> plugin kind.
 AXES = {"frontend": "frontend", "backend": "backend", "precision": "precision", "quant": "quant_mode"}
-#: Where an axis value sorts when its plugin declares no ``order``.
-DEFAULT_ORDER = 100
 
 SortKey = tuple[int, int, str]
 
@@ -84,11 +82,7 @@ class Registry:
         ``"quant"``), or ``None`` when nothing registered here has that name.
         """
         obj = self._axis_table(axis).get(name)
-        if obj is None:
-            return None
-        kind = AXES[axis]
-        value = optional(obj, "order") if kind in ("frontend", "backend") else getattr(obj, "order", DEFAULT_ORDER)
-        return int(value)
+        return None if obj is None else int(optional(obj, "order"))  # records carry theirs; plugins may not
 
     def sort_key(self, axis: str) -> Callable[[str], SortKey]:
         """A key that sorts names of ``axis`` by declared order, ties by name, and names registered nowhere

@@ -18,16 +18,15 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zoocompat.api.errors import CardError
 from zoocompat.api.protocols import optional
-
-if TYPE_CHECKING:
-    from zoocompat.api.registry import Registry
+from zoocompat.api.registry import Registry
+from zoocompat.api.registry import registry as default_registry
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -280,19 +279,13 @@ def check_names(card: Card, registry: Registry) -> list[str]:
     return problems
 
 
-def _default_registry() -> Registry:
-    from zoocompat.api.registry import registry
-
-    return registry()
-
-
 def parse_card(data: Any, path: Path, registry: Registry | None = None) -> Card:
     """Validate already-loaded YAML data as a card from ``path``, its axis names against ``registry``
     (default: the process-wide one).
     """
     if not isinstance(data, dict):
         raise CardError(f"{path}: a model card is a YAML mapping of fields, got {type(data).__name__}")
-    registry = registry or _default_registry()
+    registry = registry or default_registry()
     try:
         card = Card.model_validate(data)
     except ValidationError as error:

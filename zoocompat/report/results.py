@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zoocompat.api.errors import ZoocompatError
+from zoocompat.api.errors import CATEGORIES, ZoocompatError
 
 STATUSES = ("pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error")
 
@@ -148,19 +148,7 @@ class CellRecord(_Model):
     quant: str
     sdk: str | None = None
     status: Literal["pass", "fail", "inconclusive", "xfail", "xpass", "skip", "error"]
-    category: (
-        Literal[
-            "convert_error",
-            "quantize_error",
-            "unsupported_op",
-            "accuracy",
-            "fidelity",
-            "crash",
-            "timeout",
-            "bad_input",
-        ]
-        | None
-    ) = None
+    category: Literal[CATEGORIES] | None = None  # type: ignore[valid-type]  # the categories CellError takes
     reason: str = ""
     metric: MetricResult | None = None
     coverage: Coverage | None = None

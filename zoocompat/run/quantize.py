@@ -7,8 +7,8 @@ zoo), :func:`find_card` (a model name or card file), :func:`calibration_samples`
 through the artifact cache (the same canonical ONNX the matrix uses);
 quantization writes into the chosen folder, not the cache, because its inputs
 (an input list, an override file) may be the user's own. The QDQ model is
-scored on the ``cpu`` backend over the card's evaluation split
-(:mod:`zoocompat.run.scoring`, re-exported here for the commands).
+scored on the reference backend over the card's evaluation split
+(:mod:`zoocompat.run.scoring`).
 
 Nothing in the pipeline imports this module: QAT goes through
 :meth:`CellRunner.train_quantize <zoocompat.run.pipeline.CellRunner.train_quantize>`
@@ -35,7 +35,7 @@ from zoocompat.report.results import ReportDir
 from zoocompat.run.pipeline import CellRunner
 from zoocompat.run.scoring import fp32_value, score
 
-__all__ = ["calibration_samples", "find_card", "fp32_value", "make_runner", "quantize_card", "score"]
+__all__ = ["calibration_samples", "find_card", "make_runner", "quantize_card"]
 
 
 def make_runner(cache_root: Path | None = None, extra_zoo: tuple[Path, ...] = ()) -> CellRunner:

@@ -1,8 +1,8 @@
-"""Score a card's models on the CPU backend over the card's evaluation split.
+"""Score a card's models on the reference backend over the card's evaluation split.
 
 The one measurement ``zoocompat quantize``, the autoquant ladder and the
 technique benchmark share: the card's metric of a QDQ model (or of the
-canonical FP32 ONNX) run on the ``cpu`` backend. ``runner`` is a
+canonical FP32 ONNX) run on the reference backend (the built-in ``cpu``). ``runner`` is a
 :class:`~zoocompat.run.pipeline.CellRunner`; it is passed in, not imported,
 so the pipeline can use the ladder that uses these functions.
 """
@@ -26,15 +26,16 @@ def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarr
 
 
 def fp32_value(runner: Any, card: Card) -> float:
-    """The card's metric of its canonical FP32 ONNX on the CPU backend (cached with the conversion)."""
+    """The card's metric of its canonical FP32 ONNX on the reference backend (cached with the conversion)."""
     return float(np.mean(_scores(runner, card, runner.converted(card).fp32_outputs)))
 
 
 def score(runner: Any, card: Card, qdq_onnx: Path, precision: str, workdir: Path) -> float:
-    """The card's metric of ``qdq_onnx`` on the CPU backend over the card's evaluation split."""
-    cpu = runner.registry.get("backend", runner.registry.reference_backend())
+    """The card's metric of ``qdq_onnx`` on the reference backend over the card's evaluation split."""
+    reference = runner.registry.get("backend", runner.registry.reference_backend())
     try:
-        result = cpu.compile(Path(qdq_onnx), precision, None, Path(workdir)).run(runner.card_data(card).eval_batch())
+        compiled = reference.compile(Path(qdq_onnx), precision, None, Path(workdir))
+        result = compiled.run(runner.card_data(card).eval_batch())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return float(np.mean(_scores(runner, card, result.outputs)))
