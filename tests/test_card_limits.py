@@ -52,6 +52,22 @@ def _recipe(data: dict, value: Any) -> None:
     data["source"] = {"kind": "recipe", "recipe": "zoocompat_zoo.recipes:train", "params": {"lr": value}}
 
 
+def _source(kind: str, field: str, around: list | None = None, **fields: Any) -> Callable[[dict, Any], None]:
+    """Name the card's own data (``dataset.source`` of ``kind``) with ``field`` set to the value."""
+
+    def put(data: dict, value: Any) -> None:
+        data["dataset"].pop("name", None)
+        data["dataset"].pop("params", None)
+        leaf = value if around is None else [value if item is None else item for item in around]
+        data["dataset"]["source"] = {"kind": kind, **fields, field: leaf}
+
+    return put
+
+
+def _range(data: dict, value: Any) -> None:
+    _source("synthetic", "ranges")(data, {"input": [0.0, value]})
+
+
 PRE = "inputs.0.preprocess"
 # (schema field, field path the error must name, put a value in the card, out-of-range values)
 NUMERIC_FIELDS: list[tuple[str, str, Callable[[dict, Any], None], list[Any]]] = [
@@ -71,6 +87,13 @@ NUMERIC_FIELDS: list[tuple[str, str, Callable[[dict, Any], None], list[Any]]] = 
     ("inputs.preprocess.scale", f"{PRE}.scale", _put(f"{PRE}.scale"), [0, 0.0]),
     ("inputs.preprocess.mean", f"{PRE}.mean.1", _put(f"{PRE}.mean", [127.5, None, 127.5]), []),
     ("inputs.preprocess.std", f"{PRE}.std.2", _put(f"{PRE}.std", [128.0, 128.0, None]), [0, 0.0]),
+    ("dataset.source.ranges", "dataset.source.synthetic.ranges.input.1", _range, []),
+    (
+        "dataset.source.sample_rate",
+        "dataset.source.audio.sample_rate",
+        _source("audio", "sample_rate", path="clips"),
+        [0, -16000, 1.5, 10**7],
+    ),
 ]
 
 CASES = [

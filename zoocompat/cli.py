@@ -74,7 +74,7 @@ def zoo_list(as_json: bool, extra: tuple[str, ...]) -> None:
                 "name": card.name,
                 "frontend": card.frontend,
                 "source": card.source.kind,
-                "dataset": card.dataset.name,
+                "dataset": card.dataset.name or f"own:{card.dataset.source.kind}",
                 "metric": card.metric.name,
                 "fp32_reference": card.metric.fp32_reference,
                 "fp32_measured": measured_fp32(card),
@@ -96,29 +96,36 @@ def zoo_list(as_json: bool, extra: tuple[str, ...]) -> None:
 
 
 @zoo.command("check")
-@click.argument("card", type=click.Path(path_type=Path))
-def zoo_check(card: Path) -> None:
-    """Validate a card; errors name the field and what is expected."""
+@click.argument("cards", nargs=-1, required=True, type=click.Path(path_type=Path))
+def zoo_check(cards: tuple[Path, ...]) -> None:
+    """Validate cards against the plugins, their model files and their data, before anything runs.
+
+    Every problem is listed at once, each naming the card, the field and the fix;
+    exits 1 when any card has one.
+    """
     from zoocompat.api.registry import registry
     from zoocompat.model.cards import load_card
+    from zoocompat.model.check import card_problems
 
-    try:
-        loaded = load_card(card)
-    except ZoocompatError as error:
-        _fail(str(error), 1)
     reg = registry()
-    problems = []
-    for kind, name in (
-        ("frontend", loaded.frontend),
-        ("dataset", loaded.dataset.name),
-        ("metric", loaded.metric.name),
-        ("quantizer", loaded.quantizer),
-    ):
-        if name not in reg.names(kind):
-            problems.append(f"{kind} {name!r} is not registered (known: {', '.join(reg.names(kind))})")
-    if problems:
-        _fail(f"{card}: " + "; ".join(problems), 1)
-    click.echo(f"{card}: ok ({loaded.name}, {loaded.frontend}, {loaded.dataset.name}, {loaded.metric.name})")
+    failed = False
+    for path in cards:
+        try:
+            loaded = load_card(path, reg)
+        except ZoocompatError as error:
+            click.echo(str(error), err=True)
+            failed = True
+            continue
+        problems = card_problems(loaded, reg)
+        if problems:
+            click.echo("\n".join([f"{path}: invalid model card", *(f"  - {p}" for p in problems)]), err=True)
+            failed = True
+            continue
+        data = loaded.dataset.name or f"own data ({loaded.dataset.source.kind})"
+        inputs = ", ".join(f"{i.name} {i.dtype}{list(i.shape)}" for i in loaded.inputs)
+        click.echo(f"{path}: ok ({loaded.name}, {loaded.frontend}, inputs {inputs}, {data}, {loaded.metric.name})")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -121,19 +121,51 @@ def _make_session(request: dict[str, Any], report: dict[str, Any], extra_config:
     return ort.InferenceSession(request["model"], sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _run_all(session, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
+def _feed_ranks(session, inputs: dict[str, Any]) -> dict[str, int]:
+    """``{input name: rank}`` of the session's inputs, for :func:`_run_all`'s per-sample feeds.
+
+    onnxruntime reports the shape ``[]`` both for a scalar input and for a graph input declared without a
+    shape; a batch array of two or more dims cannot hold one scalar per sample, so such an input is fed
+    batched (its rank taken as the array's), as every input was before models of any signature.
+    """
+    ranks = {}
+    for arg in session.get_inputs():
+        rank = len(arg.shape)
+        value = inputs.get(arg.name)
+        if rank == 0 and value is not None and value.ndim > 1:
+            rank = value.ndim
+        ranks[arg.name] = rank
+    return ranks
+
+
+def _merge(values: list[Any]) -> Any:
+    """One output of every call with the sample axis first (the rule of ``zoocompat/api/samples.py``)."""
     import numpy as np
 
+    if all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in values):
+        return np.concatenate(values)  # a batch dim of 1: the samples line up along it
+    return np.stack(values)  # a scalar or unbatched tensor: one per sample on a new axis
+
+
+def _run_all(session, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Run every sample of ``inputs`` (sample axis first) one call at a time; outputs with the sample axis first.
+
+    The batch convention of ``zoocompat/api/samples.py``, written out here because this script imports
+    nothing of the suite: an input whose batch array has the model input's rank (a batch dim of 1) takes
+    ``array[i : i + 1]``, any other (a scalar, an unbatched state tensor) takes ``array[i]`` (as an array,
+    ``array[i, ...]``: onnxruntime refuses a numpy scalar); inputs the model does not take are left out.
+    Outputs come back by :func:`_merge`.
+    """
     names = [o.name for o in session.get_outputs()]
+    ranks = _feed_ranks(session, inputs)
     count = len(next(iter(inputs.values())))
-    collected: dict[str, list] = {name: [] for name in names}
+    calls = []
     start = time.perf_counter()
     for i in range(count):
-        sample = {key: value[i : i + 1] for key, value in inputs.items()}
-        for name, value in zip(names, session.run(names, sample), strict=True):
-            collected[name].append(value)
+        feed = {k: v[i : i + 1] if v.ndim == ranks[k] else v[i, ...] for k, v in inputs.items() if k in ranks}
+        calls.append(session.run(names, feed))
     elapsed = time.perf_counter() - start
-    return {name: np.concatenate(values) for name, values in collected.items()}, elapsed
+    return {name: _merge([call[j] for call in calls]) for j, name in enumerate(names)}, elapsed
 
 
 def run_request(request: dict[str, Any], report: dict[str, Any]) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from zoocompat_plugins.frontends.onnx_export import check_signature, finalize_onnx
+from zoocompat_plugins.frontends.onnx_export import check_signature, finalize_onnx, signature_problems
 
 import zoocompat
+from zoocompat.api import samples as batching
 from zoocompat.api.errors import CellError
 from zoocompat.model.cards import Card
 
@@ -39,15 +40,28 @@ class OnnxFrontend:
         check_signature(model, card)  # before the native run, so a mismatch reads as the card's fault
         return Path(source_path)
 
+    def check_model(self, card: Card, source_path: Path) -> list[str]:
+        """The card's inputs (names, count, rank, dtype, fixed dims) and outputs against the graph's."""
+        import onnx
+
+        try:
+            model = onnx.load(str(source_path), load_external_data=False)
+        except Exception as error:  # protobuf decode errors come in several types
+            return [f"source: {source_path} is not a readable ONNX model ({error}); check the file"]
+        return signature_problems(model, card)
+
     def native_forward(self, model: Any, card: Card, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The shipped graph on onnxruntime's CPU EP, sample by sample, as shipped (names untouched)."""
+        """The shipped graph on onnxruntime's CPU EP, sample by sample; the card's inputs feed the graph's in
+        order (the shipped names may differ: export renames them to the card's).
+        """
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        input_names = [i.name for i in session.get_inputs()]
-        (array,) = inputs.values()
-        outs = [session.run(None, {input_names[0]: array[i : i + 1]}) for i in range(len(array))]
-        return {name: np.concatenate([o[k] for o in outs]) for k, name in enumerate(card.outputs)}
+        graph_names = [i.name for i in session.get_inputs()]
+        by_graph = {graph: inputs[spec.name] for graph, spec in zip(graph_names, card.inputs, strict=True)}
+        ranks = batching.session_ranks(session)
+        calls = [session.run(None, batching.sample(by_graph, i, ranks)) for i in range(batching.count(by_graph))]
+        return dict(zip(card.outputs, batching.collect(calls), strict=True))
 
     def export_onnx(self, model: Any, card: Card, path: Path) -> None:
         """Copy the file and make it canonical (static dims, card names)."""

@@ -27,46 +27,92 @@ def _rename(graph, old: str, new: str) -> None:
             value.name = new
 
 
-def check_signature(model: Any, card: Card) -> list[Any]:
-    """The graph's real inputs, after checking inputs and outputs against the card.
+#: ONNX tensor element types of the card dtypes (``onnx.TensorProto``'s numbers).
+ELEM_TYPES = {"float32": 1, "uint8": 2, "int32": 6, "int64": 7, "bool": 9, "float16": 10}
 
-    Input and output counts must match the card; each input's rank must equal the
-    card's shape and every fixed dim (> 0) must equal the card's; symbolic,
-    zero or negative dims are free (the card pins them).
+
+def _elem_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except Exception:  # an element type numpy has no name for (bfloat16, strings, ...)
+        return f"ONNX type {elem_type}"
+
+
+def signature_problems(model: Any, card: Card) -> list[str]:
+    """Every way the graph's inputs and outputs disagree with the card, as ``"field: problem"`` lines.
+
+    Input count, each input's rank and dtype must match the card; every fixed dim
+    (> 0) must equal the card's; symbolic, zero or negative dims are free (the
+    card pins them). Inputs pair up in graph order; the output count must match.
     """
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
     real_inputs = [value for value in graph.input if value.name not in initializers]
+    graph_inputs = ", ".join(f"{v.name} {_describe_value(v)}" for v in real_inputs)
+    problems = []
     if len(real_inputs) != len(card.inputs):
-        raise CellError(
-            "convert_error",
-            f"{card.name}: the graph has {len(real_inputs)} inputs "
-            f"({[v.name for v in real_inputs]}), the card declares {len(card.inputs)}; fix the card's inputs",
+        problems.append(
+            f"inputs: the model has {len(real_inputs)} inputs ({graph_inputs}), the card declares "
+            f"{len(card.inputs)} ({', '.join(spec.name for spec in card.inputs)}); list every graph input in order"
         )
     if len(graph.output) != len(card.outputs):
-        raise CellError(
-            "convert_error",
-            f"{card.name}: the graph has {len(graph.output)} outputs "
-            f"({[v.name for v in graph.output]}), the card declares {card.outputs}; list them in graph order",
+        problems.append(
+            f"outputs: the model has {len(graph.output)} outputs ({[v.name for v in graph.output]}), the card "
+            f"declares {card.outputs}; list them in graph order"
         )
-    for value, spec in zip(real_inputs, card.inputs, strict=True):
-        dims = value.type.tensor_type.shape.dim
+    for index, (value, spec) in enumerate(zip(real_inputs, card.inputs, strict=False)):
+        where = f"inputs.{index}"
+        tensor = value.type.tensor_type
+        dims = tensor.shape.dim
         shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-        if len(dims) != len(spec.shape):
-            raise CellError(
-                "convert_error",
-                f"{card.name}: input {value.name!r} has rank {len(dims)} {shown} in the graph, the card gives "
-                f"shape {spec.shape}; fix inputs.shape",
+        if spec.name != value.name and spec.name in {v.name for v in real_inputs}:
+            problems.append(
+                f"{where}.name: the card's input {index} is {spec.name!r}, but the model's input {index} is "
+                f"{value.name!r} ({spec.name!r} is input {[v.name for v in real_inputs].index(spec.name)}); "
+                "list the inputs in the model's order"
             )
+        if tensor.elem_type != ELEM_TYPES[spec.dtype]:
+            problems.append(
+                f"{where}.dtype: input {value.name!r} is {_elem_name(tensor.elem_type)} in the model, the card "
+                f"gives {spec.dtype}; set dtype: {_elem_name(tensor.elem_type)}"
+            )
+        if len(dims) != len(spec.shape):
+            problems.append(
+                f"{where}.shape: input {value.name!r} has rank {len(dims)} {shown} in the model, the card gives "
+                f"shape {spec.shape} (rank {len(spec.shape)}); fix inputs.shape"
+            )
+            continue
         for dim, size in zip(dims, spec.shape, strict=True):
             # 0 and negative values (Paddle2ONNX writes -1) mean "unknown", like a dim_param
             if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
-                raise CellError(
-                    "convert_error",
-                    f"{card.name}: input {value.name!r} is fixed to {shown} in the graph, "
-                    f"the card gives {spec.shape}; fix inputs.shape",
+                problems.append(
+                    f"{where}.shape: input {value.name!r} is fixed to {shown} in the model, the card gives "
+                    f"{spec.shape}; fix inputs.shape"
                 )
-    return real_inputs
+                break
+    return problems
+
+
+def _describe_value(value: Any) -> str:
+    tensor = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    return f"{_elem_name(tensor.elem_type)} {dims}"
+
+
+def check_signature(model: Any, card: Card) -> list[Any]:
+    """The graph's real inputs, after checking inputs and outputs against the card (:func:`signature_problems`);
+    a ``convert_error`` naming every mismatch otherwise.
+    """
+    problems = signature_problems(model, card)
+    if problems:
+        raise CellError(
+            "convert_error",
+            f"{card.path or card.name}: the model does not match the card:\n" + "\n".join(f"  - {p}" for p in problems),
+        )
+    initializers = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
 
 
 def finalize_onnx(path: Path, card: Card) -> None:

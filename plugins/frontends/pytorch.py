@@ -10,6 +10,7 @@ import numpy as np
 from zoocompat_plugins.frontends.onnx_export import finalize_onnx
 
 import zoocompat
+from zoocompat.api import samples as batching
 from zoocompat.api.errors import CellError
 from zoocompat.model.cards import Card
 
@@ -61,23 +62,25 @@ class PytorchFrontend:
         return model.eval()
 
     def native_forward(self, model: Any, card: Card, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """FP32 forward in torch, in batches."""
+        """FP32 forward in torch: in batches when every input has a batch dim, else sample by sample."""
         import torch
 
-        (array,) = inputs.values()
-        chunks: list[list[np.ndarray]] = []
+        names = [spec.name for spec in card.inputs]
+
+        def call(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            out = model(*(torch.from_numpy(np.ascontiguousarray(feed[name])) for name in names))
+            return [o.numpy() for o in (out if isinstance(out, tuple | list) else (out,))]
+
+        ranks = {spec.name: len(spec.shape) for spec in card.inputs}
         with torch.no_grad():
-            for start in range(0, len(array), BATCH):
-                out = model(torch.from_numpy(array[start : start + BATCH]))
-                out = out if isinstance(out, tuple | list) else (out,)
-                chunks.append([o.numpy() for o in out])
-        return {name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(card.outputs)}
+            outputs = batching.run_batched(inputs, ranks, call, BATCH)
+        return dict(zip(card.outputs, outputs, strict=True))
 
     def export_onnx(self, model: Any, card: Card, path: Path) -> None:
         """torch.onnx.export with the card's static dims, then canonicalise."""
         import torch
 
-        example = tuple(torch.zeros(spec.shape) for spec in card.inputs)
+        example = tuple(torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)) for spec in card.inputs)
         try:
             torch.onnx.export(
                 model,

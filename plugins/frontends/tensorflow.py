@@ -18,6 +18,7 @@ import numpy as np
 from zoocompat_plugins.frontends.onnx_export import finalize_onnx
 
 import zoocompat
+from zoocompat.api import samples as batching
 from zoocompat.api.errors import CellError
 from zoocompat.model.cards import Card
 
@@ -123,32 +124,33 @@ class TensorflowFrontend:
     def native_forward(
         self, model: TensorflowModel, card: Card, inputs: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Run the model in FP32 over the sample axis in batches of 64."""
+        """Run the model in FP32 over the sample axis: in batches of 64 when every input has a batch dim."""
         missing = [spec.name for spec in card.inputs if spec.name not in inputs]
         if missing:
             raise CellError("bad_input", f"{card.name}: the batch lacks inputs {missing} (it has {sorted(inputs)})")
-        arrays = [np.asarray(inputs[spec.name], dtype=np.float32) for spec in card.inputs]
-        count = len(arrays[0])
-        if count == 0:
+        batch = {spec.name: np.asarray(inputs[spec.name], dtype=spec.dtype) for spec in card.inputs}
+        if batching.count(batch) == 0:
             raise CellError("bad_input", f"{card.name}: the batch for {card.inputs[0].name!r} holds no samples")
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, count, BATCH):
-            outputs = model.call([array[start : start + BATCH] for array in arrays])
+
+        def call(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            outputs = model.call([feed[spec.name] for spec in card.inputs])
             if len(outputs) != len(card.outputs):
                 raise CellError(
                     "bad_input",
                     f"{card.name}: the {model.kind} model returns {len(outputs)} outputs, the card declares "
                     f"{card.outputs}; list one name per output, in the model's order",
                 )
-            chunks.append([np.asarray(output) for output in outputs])
-        return {name: np.concatenate([chunk[i] for chunk in chunks]) for i, name in enumerate(card.outputs)}
+            return [np.asarray(output) for output in outputs]
+
+        ranks = {spec.name: len(spec.shape) for spec in card.inputs}
+        return dict(zip(card.outputs, batching.run_batched(batch, ranks, call, BATCH), strict=True))
 
     def export_onnx(self, model: TensorflowModel, card: Card, path: Path) -> None:
         """Convert with tf2onnx (opset 17) at the card's static input shapes, then finalize."""
         import tensorflow as tf
         import tf2onnx
 
-        signature = tuple(tf.TensorSpec(spec.shape, tf.float32, name=spec.name) for spec in card.inputs)
+        signature = tuple(tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=spec.name) for spec in card.inputs)
 
         @tf.function(input_signature=signature)
         def forward(*inputs: Any) -> list[Any]:

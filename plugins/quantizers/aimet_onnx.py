@@ -48,6 +48,7 @@ def bitwidths(precision: str) -> tuple[int, int] | None:
     match = _WEIGHTS_ACTIVATIONS.fullmatch(precision)
     return (int(match[1]), int(match[2])) if match else None
 
+
 # calibration scheme name -> aimet-onnx quant scheme ("ptq" is plain min-max, AIMET's "tf")
 _SCHEMES = {"ptq": "tf", "tf_enhanced": "tf_enhanced", "percentile": "percentile"}
 # passes around calibration, in the order they run

@@ -326,8 +326,9 @@ class AimetTorchQatQuantizer:
     def _training_inputs(self, job: TrainingJob) -> tuple[Any, str]:
         import torch
 
-        if job.training is not None and len(job.training):
-            return torch.from_numpy(np.ascontiguousarray(job.training[: self.samples])), "train"
+        training = None if job.training is None else job.training[job.card.inputs[0].name]
+        if training is not None and len(training):
+            return torch.from_numpy(np.ascontiguousarray(training[: self.samples])), "train"
         stacked = np.concatenate([c[job.card.inputs[0].name] for c in job.calibration])
         return torch.from_numpy(stacked), "calibration (the dataset has no train split)"
 

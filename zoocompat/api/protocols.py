@@ -97,6 +97,15 @@ class Metric(Protocol):
 
     # Optional members -------------------------------------------------------
 
+    #: Optional. What ``score`` compares an output with: ``"labels"`` (default), the dataset's labels, or
+    #: ``"fp32"``, the FP32 model's output on the same samples (a fidelity metric: SQNR, cosine, agreement,
+    #: which needs no labels). The core passes that in the ``labels`` argument.
+    compared_with: str = "labels"
+    #: Optional. ``False`` (default): a card's tolerance is the largest allowed drop from FP32's score.
+    #: ``True``: it is the lowest allowed mean score, in the metric's own units (SQNR in dB), judged on the
+    #: mean's 95% interval.
+    floor: bool = False
+
     def configure(self, params: dict[str, Any]) -> Metric:
         """Optional. Return a metric configured with a card's ``metric.params`` (a copy; the registered
         object stays unconfigured, since many cards share it).
@@ -128,6 +137,14 @@ class Frontend(Protocol):
 
         Called when a card is loaded (``zoocompat zoo check``, discovery, the matrix), before anything runs;
         ``[]`` when the card is fine. Not offered: no frontend-specific checks.
+        """
+
+    def check_model(self, card: Card, source_path: Path) -> list[str]:
+        """Optional. Problems between ``card`` and the model file at ``source_path`` (input names, count,
+        rank and dtype against the graph's inputs; the outputs), as ``"field: problem"`` lines, all at once.
+
+        Called by ``zoocompat zoo check`` before anything runs; ``[]`` when they agree. Not offered: the
+        card is checked against the model only when the cell converts it.
         """
 
     def load(self, card: Card, source_path: Path | None) -> Any:
@@ -197,8 +214,9 @@ class QuantizeResult:
 class TrainingJob:
     """What a quantization-aware-training quantizer gets: the card, its canonical FP32 ONNX, the frontend's
     own model when it is a torch module (``None`` otherwise: the quantizer converts the ONNX), the
-    calibration samples (single-sample dicts) and the inputs of the dataset's ``train`` split (``None``
-    when the dataset has none), preprocessed like every other input of the card.
+    calibration samples (single-sample dicts) and the training samples as a batch dict (input name to array,
+    sample axis first: the dataset's ``train`` split, or the card's own data left after calibration and
+    evaluation; ``None`` when there are none), preprocessed like every other input of the card.
     """
 
     card: Any
@@ -369,10 +387,10 @@ _ABSENT = object()
 #: The optional members of each protocol, in the order its manual lists them. An attribute's default is its
 #: value in the protocol body; an optional method's default is ``None`` (not offered).
 OPTIONAL_MEMBERS: dict[type, tuple[str, ...]] = {
-    Metric: ("configure",),
+    Metric: ("compared_with", "floor", "configure"),
     Quantizer: ("techniques", "samples", "train_quantize", "settings"),
     CompiledModel: ("timeout_s",),
-    Frontend: ("order", "framework", "check_card"),
+    Frontend: ("order", "framework", "check_card", "check_model"),
     Backend: ("sdk_axis", "code_modules", "order", "reference", "cost", "configure"),
 }
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from zoocompat.api.samples import collect, count, sample, session_ranks
 from zoocompat.diagnose.layers import (
     BACKEND_THRESHOLD_DB,
     QDQ_THRESHOLD_DB,
@@ -190,20 +191,38 @@ def _session(model: Any, optimize: bool = True) -> Any:
 
 
 def _samples(batch: dict[str, np.ndarray]) -> int:
-    return len(next(iter(batch.values())))
+    return count(batch)
+
+
+def _ranks(session: Any, batch: dict[str, np.ndarray]) -> dict[str, int]:
+    """:func:`zoocompat.api.samples.session_ranks` for :func:`zoocompat.api.samples.sample`, except that an
+    input onnxruntime reports as ``[]`` whose batch array has two or more dims is fed batched: ORT reports
+    ``[]`` for a graph input declared without a shape too (a :func:`node_model` input shape inference could
+    not type), and a scalar input's batch array is one value per sample.
+    """
+    ranks = session_ranks(session)
+    for name, rank in ranks.items():
+        if rank == 0 and name in batch and batch[name].ndim > 1:
+            ranks[name] = batch[name].ndim
+    return ranks
+
+
+def _feed(batch: dict[str, np.ndarray], index: int, ranks: dict[str, int]) -> dict[str, np.ndarray]:
+    """:func:`zoocompat.api.samples.sample` as arrays: onnxruntime refuses the numpy scalar that indexing a
+    1-d batch array (a scalar input's) yields.
+    """
+    return {name: np.asarray(value) for name, value in sample(batch, index, ranks).items()}
 
 
 def run_cpu(model: Any, batch: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
-    """Run ``model`` (path or ModelProto) on the CPU EP one sample at a time; outputs with the sample axis first."""
+    """Run ``model`` (path or ModelProto) on the CPU EP one sample at a time; outputs with the sample axis first
+    (the batch convention of :mod:`zoocompat.api.samples`).
+    """
     session = _session(model, optimize)
-    wanted = {i.name for i in session.get_inputs()}
+    ranks = _ranks(session, batch)
     names = [o.name for o in session.get_outputs()]
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for i in range(_samples(batch)):
-        feed = {k: v[i : i + 1] for k, v in batch.items() if k in wanted}
-        for name, value in zip(names, session.run(names, feed), strict=True):
-            collected[name].append(value)
-    return {n: np.concatenate(v) for n, v in collected.items()}
+    calls = [session.run(names, _feed(batch, i, ranks)) for i in range(_samples(batch))]
+    return dict(zip(names, collect(calls), strict=True))
 
 
 def _sqnr(signal: float, noise: float) -> float | None:
@@ -227,12 +246,13 @@ def fp32_vs_qdq(
     )
     signal = np.zeros(len(pairs))
     noise = np.zeros(len(pairs))
+    ranks = [_ranks(session, batch) for session in sessions]
     for i in range(_samples(batch)):
         runs = []
-        for session, names in zip(sessions, ([p.fp32 for p in pairs], [p.qdq for p in pairs]), strict=True):
-            wanted = {x.name for x in session.get_inputs()}
-            feed = {k: v[i : i + 1] for k, v in batch.items() if k in wanted}
-            runs.append(session.run(names, feed))
+        for session, names, feed_ranks in zip(
+            sessions, ([p.fp32 for p in pairs], [p.qdq for p in pairs]), ranks, strict=True
+        ):
+            runs.append(session.run(names, _feed(batch, i, feed_ranks)))
         for j, (ref, test) in enumerate(zip(*runs, strict=True)):
             ref64 = np.asarray(ref, dtype=np.float64)
             signal[j] += float(np.sum(ref64**2))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api.errors import ZoocompatError
+from zoocompat.api.samples import count, sample
 from zoocompat.model.input_list import write_input_list
 from zoocompat.report.results import CellRecord, Results
 
@@ -132,6 +133,20 @@ def _readme(case: ReproCase, command: str) -> str:
     return "\n".join(lines)
 
 
+def _input_ranks(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """``{input name: rank}`` of ``model``'s graph inputs for :func:`zoocompat.api.samples.sample`; an input
+    declared without a shape is fed batched (its rank taken as its array's in ``inputs``).
+    """
+    initializers = {init.name for init in model.graph.initializer}
+    ranks = {}
+    for graph_input in model.graph.input:
+        if graph_input.name in initializers or graph_input.name not in inputs:
+            continue
+        tensor = graph_input.type.tensor_type
+        ranks[graph_input.name] = len(tensor.shape.dim) if tensor.HasField("shape") else inputs[graph_input.name].ndim
+    return ranks
+
+
 def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") -> Path:
     """Write the repro folder for ``case`` into ``out`` (created; files of the same names replaced)."""
     import onnx
@@ -141,9 +156,9 @@ def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") ->
     onnx.save(case.model, str(out / "model.onnx"))
     np.savez(out / "inputs.npz", **case.inputs)
     np.savez(out / "expected.npz", **case.expected)
-    count = len(next(iter(case.inputs.values())))
     shutil.rmtree(out / "raw", ignore_errors=True)
-    write_input_list([{k: v[i : i + 1] for k, v in case.inputs.items()} for i in range(count)], out / "raw")
+    ranks = _input_ranks(case.model, case.inputs)
+    write_input_list([sample(case.inputs, i, ranks) for i in range(count(case.inputs))], out / "raw")
     config = {
         "cell": case.cell,
         "kind": case.kind,

@@ -56,16 +56,33 @@ def _session(ep: str, optimize: bool = True):
 
 
 def _run(ep: str, optimize: bool = True) -> dict[str, np.ndarray]:
+    """Run every sample of ``inputs.npz`` (sample axis first) one call at a time.
+
+    The batch convention of zoocompat (``zoocompat/api/samples.py``), written out here because this script
+    needs nothing of zoocompat: an input whose array has the model input's rank (a batch dim of 1) takes
+    ``array[i : i + 1]``, any other (a scalar, an unbatched state tensor) takes ``array[i, ...]``. onnxruntime
+    reports a graph input declared without a shape as ``[]`` too; one whose array has two or more dims is
+    fed batched. An output whose first dim is 1 in every call is concatenated along it, any other stacked.
+    """
     session = _session(ep, optimize)
     with np.load(HERE / "inputs.npz", allow_pickle=False) as data:
         inputs = {k: data[k] for k in data.files}
+    ranks = {i.name: len(i.shape) for i in session.get_inputs()}
+    for name, rank in ranks.items():
+        if rank == 0 and name in inputs and inputs[name].ndim > 1:
+            ranks[name] = inputs[name].ndim
     names = [o.name for o in session.get_outputs()]
     count = len(next(iter(inputs.values())))
-    outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    calls = []
     for i in range(count):
-        for name, value in zip(names, session.run(names, {k: v[i : i + 1] for k, v in inputs.items()}), strict=True):
-            outs[name].append(value)
-    return {n: np.concatenate(v) for n, v in outs.items()}
+        feed = {k: v[i : i + 1] if v.ndim == ranks[k] else v[i, ...] for k, v in inputs.items() if k in ranks}
+        calls.append(session.run(names, feed))
+    outs = {}
+    for j, name in enumerate(names):
+        values = [call[j] for call in calls]
+        batched = all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in values)
+        outs[name] = np.concatenate(values) if batched else np.stack(values)
+    return outs
 
 
 def _sqnr(reference: np.ndarray, test: np.ndarray) -> float:

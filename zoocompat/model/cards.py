@@ -131,9 +131,18 @@ Source = Annotated[PypiFileSource | LocalFileSource | RecipeSource, Field(discri
 
 
 class Preprocess(_Strict):
-    """Image preprocessing, applied in this order: channels, resize, crop, scale, normalize."""
+    """Image preprocessing, applied in this order: channels, channel order, resize, crop, scale, normalize.
 
+    It applies to samples a data source yields as images (the built-in image
+    datasets, ``image_folder``, ``images``); the result is laid out as the
+    input's ``layout`` and cast to its ``dtype``. An input whose ``preprocess``
+    is ``raw`` (``raw: true``) gets its images as they are (layout and cast only), and tensors
+    from array sources are never image-preprocessed.
+    """
+
+    raw: bool = Field(False, description="no image preprocessing: images go in as they are (layout and cast only)")
     channels: Literal[1, 3] | None = None
+    channel_order: Literal["RGB", "BGR"] = Field("RGB", description="channel order the model expects")
     resize: tuple[Dim, Dim] | None = Field(None, description="[height, width]")
     resize_short: Dim | None = None
     center_crop: tuple[Dim, Dim] | None = None
@@ -142,33 +151,185 @@ class Preprocess(_Strict):
     std: list[NonZero] | None = Field(None, description="divides the pixel values (per channel); not 0")
 
 
+#: Input dtypes a card may give: what onnxruntime's CPU and QNN EPs take at a graph input.
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
+Dtype = Literal["float32", "float16", "int64", "int32", "uint8", "bool"]
+#: Highest input rank a card may give.
+MAX_RANK = 8
+
+
 class InputSpec(_Strict):
-    """One model input with the static dims it is exported and compiled with."""
+    """One model input with the static dims it is exported and compiled with.
 
-    name: str
-    shape: list[Dim]
-    dtype: Literal["float32"] = "float32"
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    preprocess: Preprocess = Preprocess()
+    ``shape`` is the tensor of one model call, any rank (``[]`` is a scalar).
+    A first dim of 1 is the batch dim: samples are stacked along it (each
+    sample is ``shape[1:]``); any other input (a scalar, a state tensor
+    ``[2, 1, 128]``) is fed whole, one per sample (see :attr:`sample_shape`).
+    """
 
-    @field_validator("shape")
+    name: Annotated[str, Field(min_length=1)]
+    shape: Annotated[list[Dim], Field(max_length=MAX_RANK)]
+    dtype: Dtype = "float32"
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="of an image input: where its channels are")
+    preprocess: Preprocess = Field(Preprocess(), description="image preprocessing, or 'raw' for none")
+
+    @field_validator("preprocess", mode="before")
     @classmethod
-    def _batch_dim(cls, shape: list[int]) -> list[int]:
-        if len(shape) != 4:
-            raise ValueError(f"expected 4 static dims [batch, ...] for an image input, got {shape}")
-        if shape[0] != 1:
-            raise ValueError(f"the batch dim (first) must be 1, got {shape[0]}: cells run one sample at a time")
-        return shape
+    def _raw(cls, value: Any) -> Any:
+        """``preprocess: raw`` is short for ``preprocess: {raw: true}``."""
+        return {"raw": True} if value == "raw" else value
+
+    @property
+    def batched(self) -> bool:
+        """Whether the first dim is the batch dim (1), along which samples are stacked."""
+        return bool(self.shape) and self.shape[0] == 1
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``shape[1:]`` for a batched input, else ``shape``."""
+        return tuple(self.shape[1:] if self.batched else self.shape)
+
+    @property
+    def image_preprocess(self) -> Preprocess | None:
+        """The image preprocessing to apply to image samples (``None`` for ``raw``)."""
+        return None if self.preprocess.raw else self.preprocess
+
+
+#: A data file: a path relative to the card's folder (it may not leave it), or a file inside a published wheel.
+DataPath = Annotated[str, Field(min_length=1)] | PypiFileSource
+
+
+class ImageFolderData(_Strict):
+    """Images in one sub-folder per class (torchvision's ImageFolder): the class index is the sub-folder's
+    position in sorted order, or in ``classes`` when given.
+    """
+
+    kind: Literal["image_folder"]
+    path: DataPath
+    classes: list[str] | None = Field(None, description="class names in index order (default: sorted sub-folders)")
+    input: str | None = Field(None, description="the input the images feed (default: the card's only input)")
+
+
+class ImagesData(_Strict):
+    """A folder of images, with labels from a CSV (``file,label`` header) or JSONL (``{"file", "label"}``) file,
+    or none (fidelity only).
+    """
+
+    kind: Literal["images"]
+    path: DataPath
+    labels: DataPath | None = None
+    classes: list[str] | None = Field(None, description="map string labels to class indices in this order")
+    input: str | None = None
+
+
+class ArraysData(_Strict):
+    """Arrays keyed by input name: one ``.npz`` (``path``) or one ``.npy`` per input (``files``), each
+    ``[N, *sample_shape]`` (or ``[N, *shape]``); labels from a key of the ``.npz`` or a ``.npy``.
+    """
+
+    kind: Literal["arrays"]
+    path: DataPath | None = Field(None, description="an .npz holding one array per input name")
+    files: dict[str, DataPath] | None = Field(None, description="input name -> .npy")
+    labels: str | None = Field(None, description="a key of the .npz, or the path of a .npy / text file")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ArraysData:
+        if (self.path is None) == (self.files is None):
+            raise ValueError("give either path (one .npz) or files (one .npy per input), not both or neither")
+        return self
+
+
+class InputListData(_Strict):
+    """An SNPE / QNN ``input_list`` of ``.raw`` files (each in the input's dtype), with optional labels
+    (a ``.npy`` or a text file, one per line).
+    """
+
+    kind: Literal["input_list"]
+    path: DataPath
+    labels: DataPath | None = None
+
+
+class AudioData(_Strict):
+    """wav / flac files, resampled to ``sample_rate`` and cut or zero-padded to the input's length; labels from
+    class sub-folders, a CSV / JSONL file, or none.
+    """
+
+    kind: Literal["audio"]
+    path: DataPath
+    sample_rate: Annotated[int, Field(gt=0, le=1_000_000)]
+    labels: DataPath | None = None
+    classes: list[str] | None = None
+    input: str | None = None
+
+
+class TextData(_Strict):
+    """Text lines (``.txt``) or JSONL records run through a ``tokenizer.json`` (the ``tokenizers`` library),
+    padded or truncated to the inputs' length; feeds the card's ``input_ids`` / ``attention_mask`` /
+    ``token_type_ids`` inputs (renamed with ``inputs``).
+    """
+
+    kind: Literal["text"]
+    path: DataPath
+    tokenizer: DataPath
+    text_field: str = "text"
+    label_field: str | None = Field(None, description="a JSONL field with each record's label")
+    classes: list[str] | None = None
+    inputs: dict[Literal["input_ids", "attention_mask", "token_type_ids"], str] | None = Field(
+        None, description="tokenizer output -> card input name (default: the same names)"
+    )
+
+
+class SyntheticData(_Strict):
+    """Seeded random inputs within declared ranges, for a model with no data at all (fidelity only).
+
+    Floats are uniform in ``[low, high)``, integers uniform in ``[low, high]`` (inclusive), bools fair.
+    A float input without a range takes ``[0, 1)``; an integer input must be given one.
+    """
+
+    kind: Literal["synthetic"]
+    ranges: dict[str, tuple[Finite, Finite]] = Field(default_factory=dict)
+
+    @field_validator("ranges")
+    @classmethod
+    def _ordered(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in ranges.items():
+            if low > high:
+                raise ValueError(f"range of {name!r} is [{low}, {high}]: low must not exceed high")
+        return ranges
+
+
+DataSource = Annotated[
+    ImageFolderData | ImagesData | ArraysData | InputListData | AudioData | TextData | SyntheticData,
+    Field(discriminator="kind"),
+]
 
 
 class DatasetSpec(_Strict):
-    """Where labeled samples come from and how many each split takes."""
+    """Where samples come from and how many each split takes.
 
-    name: str
+    Either ``name``, a registered dataset (labeled, built in or from a plugin),
+    or ``source``, the user's own data named in the card (no Python needed;
+    see :mod:`zoocompat.model.datasources`). Calibration and evaluation are
+    disjoint draws from the same seeded permutation, whatever the source.
+    """
+
+    name: str | None = None
+    source: DataSource | None = None
     calibration: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
     evaluation: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     params: Params = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DatasetSpec:
+        if (self.name is None) == (self.source is None):
+            raise ValueError(
+                "give either name (a registered dataset) or source (your own data: image_folder, images, arrays, "
+                "input_list, audio, text, synthetic), not both or neither"
+            )
+        if self.source is not None and self.params:
+            raise ValueError("params belong to a registered dataset (name); a source takes its own fields")
+        return self
 
 
 class MetricSpec(_Strict):
@@ -192,7 +353,7 @@ class Card(_Strict):
     inputs: list[InputSpec] = Field(min_length=1)
     outputs: list[str] = Field(min_length=1)
     dataset: DatasetSpec
-    metric: MetricSpec
+    metric: MetricSpec = Field(description="default: cosine similarity to FP32 on the first output (no labels needed)")
     tolerance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=lambda: {"default": 0.01}, description="allowed absolute metric drop per precision (>= 0)"
     )
@@ -209,10 +370,29 @@ class Card(_Strict):
     def _migrate_architecture(cls, value: str | None) -> str | None:
         return migrate_module_path(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_metric(cls, data: Any) -> Any:
+        """A card without ``metric`` is judged on fidelity: cosine similarity to FP32 of its first output."""
+        if (
+            isinstance(data, dict)
+            and "metric" not in data
+            and isinstance(data.get("outputs"), list)
+            and data["outputs"]
+        ):
+            data = {**data, "metric": {"name": "cosine", "output": data["outputs"][0]}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Card:
         if self.metric.output not in self.outputs:
             raise ValueError(f"metric.output {self.metric.output!r} is not one of outputs {self.outputs}")
+        names = [spec.name for spec in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"inputs: input names must be unique, got {names}")
+        for field, name in _source_input_names(self.dataset.source):
+            if name not in names:
+                raise ValueError(f"dataset.source.{field}: {name!r} is not one of the card's inputs {names}")
         return self
 
     def tolerance_for(self, precision: str) -> float:
@@ -228,6 +408,20 @@ class Card(_Strict):
         """Content hash of everything that defines the model and its data."""
         payload = self.model_dump(mode="json", exclude={"description", "license", "tags", "smoke"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _source_input_names(source: Any) -> list[tuple[str, str]]:
+    """``(field, input name)`` for every input a data source names."""
+    found = []
+    if getattr(source, "input", None):
+        found.append(("input", source.input))
+    for key in getattr(source, "files", None) or {}:
+        found.append((f"files.{key}", key))
+    for key in getattr(source, "ranges", None) or {}:
+        found.append((f"ranges.{key}", key))
+    for key, name in (getattr(source, "inputs", None) or {}).items():
+        found.append((f"inputs.{key}", name))
+    return found
 
 
 def _describe(error: ValidationError, path: Path) -> str:
@@ -254,7 +448,8 @@ def check_names(card: Card, registry: Registry) -> list[str]:
     """What ``card`` names on the matrix's axes that no installed plugin registers: ``"field: problem"``
     lines, each listing the registered names (``[]`` when every name is known).
 
-    Checked: ``frontend`` (and the frontend's own ``check_card``); the keys of ``tolerance``
+    Checked: ``frontend`` (and the frontend's own ``check_card``); ``dataset.name`` and ``metric.name``
+    against the registered datasets and metrics; the keys of ``tolerance``
     (``default`` or a precision); each ``smoke`` entry (``<backend>-<precision>``).
     """
     problems = []
@@ -262,6 +457,16 @@ def check_names(card: Card, registry: Registry) -> list[str]:
         problems.append(_frontend_problem(card.frontend, registry))
     elif check_card := optional(registry.get("frontend", card.frontend), "check_card"):
         problems.extend(check_card(card))
+    for kind, field, name in (
+        ("dataset", "dataset.name", card.dataset.name),
+        ("metric", "metric.name", card.metric.name),
+    ):
+        if name is not None and name not in registry.names(kind):
+            problems.append(
+                f"{field}: {name!r} is not a registered {kind} (registered: {', '.join(registry.names(kind))}); "
+                f"fix the name or install the plugin that provides it"
+                + ("; or name your own data with dataset.source" if kind == "dataset" else "")
+            )
     precisions = registry.axis("precision")
     for key in card.tolerance:
         if key != "default" and key not in precisions:

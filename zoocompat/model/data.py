@@ -1,9 +1,12 @@
 """Calibration and evaluation data for a card: split, preprocess, cache.
 
-The dataset plugin yields a deterministic labeled pool; this module takes a
-seeded permutation of the pool's test split, gives the first ``calibration``
-samples to calibration and the next ``evaluation`` samples to evaluation (so
-the two never overlap), and applies the card's preprocessing.
+A registered dataset plugin yields a deterministic labeled pool (its test
+split), a card's own ``dataset.source`` a pool of the user's data
+(:mod:`zoocompat.model.datasources`); this module takes a seeded permutation
+of the pool, gives the first ``calibration`` samples to calibration and the
+next ``evaluation`` samples to evaluation (so the two never overlap), and
+makes each input model-ready: images through the card's preprocessing, laid
+out and cast to the input's dtype; tensors as the source gives them.
 """
 
 from __future__ import annotations
@@ -15,36 +18,66 @@ import numpy as np
 from PIL import Image
 
 from zoocompat.api import Dataset
+from zoocompat.api import samples as batching
+from zoocompat.api.cache import ArtifactCache
 from zoocompat.api.errors import CellError
 from zoocompat.model.cards import Card, InputSpec, Preprocess
+from zoocompat.model.datasources import SamplePool, load_source
+
+#: The ``.npz`` key prefixes of :meth:`CardData.save` (one key per input: ``calibration.<index>``).
+_CALIBRATION, _EVALUATION = "calibration", "evaluation"
 
 
 @dataclass
 class CardData:
-    """Model-ready tensors for one card (single-input models)."""
+    """Model-ready tensors for one card: each input's calibration and evaluation samples, and the labels.
 
-    input_name: str
-    calibration: np.ndarray
-    evaluation: np.ndarray
-    labels: np.ndarray
+    ``calibration`` and ``evaluation`` map every card input's name to an array
+    with the sample axis first (:mod:`zoocompat.api.samples`); ``labels`` holds
+    one label per evaluation sample, or is ``None`` when the data has none (the
+    card is judged on fidelity to FP32).
+    """
+
+    calibration: dict[str, np.ndarray]
+    evaluation: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    #: whether each input's first dim is the batch dim (:attr:`InputSpec.batched`)
+    batched: dict[str, bool]
+
+    @property
+    def samples(self) -> int:
+        """How many evaluation samples there are."""
+        return batching.count(self.evaluation)
 
     def save(self, path: Path) -> None:
-        """Write as an uncompressed npz (no pickles)."""
-        np.savez(path, calibration=self.calibration, evaluation=self.evaluation, labels=self.labels)
+        """Write as an uncompressed npz (no pickles); inputs are keyed by position, so any name is safe."""
+        arrays = {}
+        for index, name in enumerate(self.evaluation):
+            arrays[f"{_CALIBRATION}.{index}"] = self.calibration[name]
+            arrays[f"{_EVALUATION}.{index}"] = self.evaluation[name]
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: Path, input_name: str) -> CardData:
-        """Read what :meth:`save` wrote."""
+    def load(cls, path: Path, inputs: list[InputSpec]) -> CardData:
+        """Read what :meth:`save` wrote for ``inputs`` (the card's, in order)."""
         with np.load(path, allow_pickle=False) as data:
-            return cls(input_name, data["calibration"], data["evaluation"], data["labels"])
+            return cls(
+                {spec.name: data[f"{_CALIBRATION}.{i}"] for i, spec in enumerate(inputs)},
+                {spec.name: data[f"{_EVALUATION}.{i}"] for i, spec in enumerate(inputs)},
+                data["labels"] if "labels" in data.files else None,
+                {spec.name: spec.batched for spec in inputs},
+            )
 
     def eval_batch(self) -> dict[str, np.ndarray]:
         """The evaluation inputs as a batch dict."""
-        return {self.input_name: self.evaluation}
+        return dict(self.evaluation)
 
     def calibration_batches(self) -> list[dict[str, np.ndarray]]:
-        """One single-sample batch per calibration sample (static batch dim 1)."""
-        return [{self.input_name: self.calibration[i : i + 1]} for i in range(len(self.calibration))]
+        """One model call's feed per calibration sample (each input at its full static shape)."""
+        ranks = {name: array.ndim - (0 if self.batched[name] else 1) for name, array in self.calibration.items()}
+        return [batching.sample(self.calibration, i, ranks) for i in range(batching.count(self.calibration))]
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -57,11 +90,13 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def preprocess_image(image: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """One ``H x W x C`` image through the card's preprocessing, as float32 HWC."""
+    """One ``H x W x C`` image (RGB or gray) through the card's preprocessing, as float32 HWC."""
     if image.ndim == 2:
         image = image[..., None]
     if spec.channels == 3 and image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
+    if spec.channel_order == "BGR" and image.shape[2] == 3:
+        image = image[..., ::-1]
     if spec.resize_short:
         h, w = image.shape[:2]
         factor = spec.resize_short / min(h, w)
@@ -81,49 +116,138 @@ def preprocess_image(image: np.ndarray, spec: Preprocess) -> np.ndarray:
     return out
 
 
+def cast(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` as ``dtype``: floats rounded and clipped into an integer dtype's range, 0/1 for bool."""
+    target = np.dtype(dtype)
+    if values.dtype == target:
+        return values
+    if target.kind in "iu" and values.dtype.kind == "f":
+        info = np.iinfo(target)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(target)
+
+
 def to_model_input(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
-    """Stack preprocessed HWC images into the card's layout and check the dims."""
-    batch = np.stack([preprocess_image(img, spec.preprocess) for img in images]).astype(np.float32)
+    """Stack images into the input's layout and dtype, image-preprocessed unless the input is ``raw``,
+    and check they give the input's sample shape.
+    """
+    preprocess = spec.image_preprocess
+    if preprocess is None:
+        prepared = [np.asarray(image)[..., None] if np.ndim(image) == 2 else np.asarray(image) for image in images]
+    else:
+        prepared = [preprocess_image(image, preprocess) for image in images]
+    shapes = {p.shape for p in prepared}
+    if len(shapes) > 1:
+        raise CellError(
+            "bad_input",
+            f"input {spec.name!r}: images come in {len(shapes)} sizes ({sorted(shapes)[:3]}...) after "
+            "preprocessing; add inputs.preprocess.resize (or center_crop) so every sample has the input's size",
+        )
+    batch = np.stack(prepared)
     if spec.layout == "NCHW":
         batch = batch.transpose(0, 3, 1, 2)
-    expected = tuple(spec.shape[1:])
+    expected = spec.sample_shape
     if batch.shape[1:] != expected:
         raise CellError(
             "bad_input",
             f"input {spec.name!r}: preprocessing gives samples of shape {batch.shape[1:]}, "
-            f"the card declares {expected} ({spec.layout}); fix inputs.preprocess or inputs.shape",
+            f"the card declares {expected} per sample (shape {spec.shape}, {spec.layout}); "
+            "fix inputs.preprocess or inputs.shape",
         )
-    return np.ascontiguousarray(batch)
+    return np.ascontiguousarray(cast(batch, spec.dtype))
 
 
-def build_card_data(card: Card, dataset: Dataset) -> CardData:
-    """Draw the calibration and evaluation splits of ``card`` from ``dataset``."""
-    spec = card.dataset
-    pool = dataset.load("test", spec.seed, dict(spec.params))
-    need = spec.calibration + spec.evaluation
-    if len(pool.samples) < need:
+def _image_inputs(card: Card) -> InputSpec:
+    """The one input a registered (image or text-line) dataset feeds."""
+    if len(card.inputs) != 1:
         raise CellError(
             "bad_input",
-            f"{card.path}: dataset {spec.name!r} has {len(pool.samples)} test samples, the card asks for "
-            f"calibration {spec.calibration} + evaluation {spec.evaluation} = {need}; lower them",
+            f"{card.path}: dataset {card.dataset.name!r} yields one image per sample, the card has "
+            f"{len(card.inputs)} inputs; name your own data for each input with dataset.source (arrays, input_list, "
+            "text, synthetic)",
         )
-    order = np.random.default_rng(spec.seed).permutation(len(pool.samples))
+    return card.inputs[0]
+
+
+def _pool(card: Card, dataset: Dataset | None, cache: ArtifactCache | None) -> SamplePool:
+    """The card's samples before per-input processing, from its registered dataset or its own source."""
+    if card.dataset.source is not None:
+        return load_source(card, cache)
+    assert dataset is not None, "a card with dataset.name needs its registered dataset"
+    spec = card.dataset
+    pool = dataset.load("test", spec.seed, dict(spec.params))
+    name = _image_inputs(card).name
+    return SamplePool({name: pool.samples}, frozenset({name}), np.asarray(pool.labels), list(pool.classes))
+
+
+def _model_inputs(card: Card, pool: SamplePool, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Each card input's samples at ``indices``: images through preprocessing, tensors as they come."""
+    missing = [spec.name for spec in card.inputs if spec.name not in pool.inputs]
+    if missing:
+        fed = ", ".join(sorted(pool.inputs)) or "none"
+        raise CellError(
+            "bad_input",
+            f"{card.path}: dataset.source ({card.dataset.source.kind if card.dataset.source else card.dataset.name}) "
+            f"feeds inputs {fed}, and the card's inputs {missing} get no data; use a source that feeds every input "
+            "(arrays, input_list, synthetic)",
+        )
+    out = {}
+    for spec in card.inputs:
+        values = pool.inputs[spec.name]
+        if spec.name in pool.images:
+            out[spec.name] = to_model_input([values[i] for i in indices], spec)
+        else:
+            out[spec.name] = np.ascontiguousarray(np.asarray(values)[indices])
+    return out
+
+
+def build_card_data(card: Card, dataset: Dataset | None, cache: ArtifactCache | None = None) -> CardData:
+    """Draw the calibration and evaluation splits of ``card`` from its registered ``dataset`` (``dataset.name``)
+    or its own data (``dataset.source``): a seeded permutation, calibration first, then evaluation, so the
+    two never overlap.
+    """
+    spec = card.dataset
+    pool = _pool(card, dataset, cache)
+    need = spec.calibration + spec.evaluation
+    origin = f"dataset {spec.name!r}" if spec.name else f"dataset.source ({spec.source.kind})"
+    if len(pool) < need:
+        raise CellError(
+            "bad_input",
+            f"{card.path}: {origin} has {len(pool)} samples, the card asks for "
+            f"calibration {spec.calibration} + evaluation {spec.evaluation} = {need}; lower them or add data",
+        )
+    if pool.labels is not None and len(pool.labels) != len(pool):
+        raise CellError(
+            "bad_input",
+            f"{card.path}: dataset.source.labels: {len(pool.labels)} labels for {len(pool)} samples; "
+            "give one label per sample",
+        )
+    order = np.random.default_rng(spec.seed).permutation(len(pool))
     cal_idx, eval_idx = order[: spec.calibration], order[spec.calibration : need]
-    input_spec = card.inputs[0]
     return CardData(
-        input_name=input_spec.name,
-        calibration=to_model_input([pool.samples[i] for i in cal_idx], input_spec),
-        evaluation=to_model_input([pool.samples[i] for i in eval_idx], input_spec),
-        labels=np.asarray(pool.labels)[eval_idx],
+        calibration=_model_inputs(card, pool, cal_idx),
+        evaluation=_model_inputs(card, pool, eval_idx),
+        labels=None if pool.labels is None else np.asarray(pool.labels)[eval_idx],
+        batched={i.name: i.batched for i in card.inputs},
     )
 
 
-def training_inputs(card: Card, dataset: Dataset, limit: int) -> np.ndarray | None:
-    """Up to ``limit`` preprocessed inputs of the dataset's ``train`` split (a seeded draw), for fine-tuning
-    (QAT); ``None`` when the dataset has no train samples. The evaluation split is never among them.
+def training_inputs(
+    card: Card, dataset: Dataset | None, limit: int, cache: ArtifactCache | None = None
+) -> dict[str, np.ndarray] | None:
+    """Up to ``limit`` samples for fine-tuning (QAT), as a batch dict, never among the evaluation samples:
+    a seeded draw of a registered dataset's ``train`` split, or of the own data left after calibration and
+    evaluation. ``None`` when there are none.
     """
+    if card.dataset.source is not None:
+        pool = load_source(card, cache)
+        spare = np.random.default_rng(card.dataset.seed).permutation(len(pool))[
+            card.dataset.calibration + card.dataset.evaluation :
+        ]
+        return _model_inputs(card, pool, spare[:limit]) if len(spare) else None
+    assert dataset is not None, "a card with dataset.name needs its registered dataset"
     pool = dataset.load("train", card.dataset.seed, dict(card.dataset.params))
     if not len(pool.samples):
         return None
     order = np.random.default_rng(card.dataset.seed).permutation(len(pool.samples))[:limit]
-    return to_model_input([pool.samples[i] for i in order], card.inputs[0])
+    return {_image_inputs(card).name: to_model_input([pool.samples[i] for i in order], card.inputs[0])}

@@ -267,6 +267,8 @@ def auto_quant(
     samples = calibration if calibration is not None else runner.card_data(card).calibration_batches()
     metric = runner._metric(card)
     fp32 = fp32_value(runner, card)
+    if optional(metric, "floor"):  # the tolerance is the lowest allowed score (SQNR in dB): met at or above it
+        fp32, allowed_accuracy_drop = allowed_accuracy_drop, 0.0
 
     def evaluate(technique: str, step_precision: str) -> Trial:
         folder = out_dir / f"{step_precision}-{technique.replace('+', '_')}"

@@ -30,12 +30,14 @@ from zoocompat.api.registry import Registry
 from zoocompat.diagnose.first_bad import diagnose_failure
 from zoocompat.model.cards import Card
 from zoocompat.model.data import CardData, build_card_data, training_inputs
+from zoocompat.model.datasources import source_digest
 from zoocompat.model.measured import convert_key
 from zoocompat.model.sources import resolve_source
 from zoocompat.report.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
 from zoocompat.run import reuse
 from zoocompat.run.autoquant import auto_quant_cell
 from zoocompat.run.matrix import Cell
+from zoocompat.run.scoring import per_sample
 from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.verdict.stats import PairedDrop, cosine_similarity, mean_interval, paired_drop, sqnr_db
 
@@ -100,6 +102,42 @@ def _quantization_summary(report: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _measured(
+    name: str,
+    floor: bool,
+    paired: PairedDrop,
+    fp32: float | None,
+    value: float,
+    interval: tuple[float, float],
+    tolerance: float,
+) -> tuple[str, str]:
+    """What a cell's metric measured, and the limit it is judged against, in words for its reason."""
+    if floor:
+        low, high = interval
+        return (
+            f"{name} {value:.2f} (mean over {paired.samples} samples vs FP32; 95% interval {low:.2f} .. {high:.2f})",
+            f"the floor {tolerance:.2f}",
+        )
+    low, high = paired.interval
+    return (
+        f"{name} dropped {paired.drop * 100:.2f} points ({fp32:.4f} -> {value:.4f} on {paired.samples} samples; "
+        f"95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})",
+        f"the tolerance {tolerance * 100:.2f}",
+    )
+
+
+def _relative_error(native: np.ndarray, onnx: np.ndarray) -> float:
+    """``max |native - onnx| / max |native|`` over an output of any dtype (0 for an empty output); infinite
+    when the shapes differ.
+    """
+    native, onnx = np.asarray(native, dtype=np.float64), np.asarray(onnx, dtype=np.float64)
+    if native.shape != onnx.shape:
+        return float("inf")
+    if not native.size:
+        return 0.0
+    return float(np.max(np.abs(native - onnx))) / (float(np.max(np.abs(native))) or 1.0)
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
@@ -128,10 +166,18 @@ class CellRunner:
 
     def card_data(self, card: Card) -> CardData:
         """Calibration / evaluation tensors and labels for ``card``."""
-        dataset = self.registry.get("dataset", card.dataset.name)
-        key = key_of("data", card.dataset.model_dump(mode="json"), [i.model_dump(mode="json") for i in card.inputs])
-        entry = self.cache.entry("data", key, lambda out: build_card_data(card, dataset).save(out / "data.npz"))
-        return CardData.load(entry / "data.npz", card.inputs[0].name)
+        dataset = self._dataset(card)
+        own = source_digest(card, self.cache) if card.dataset.source is not None else None  # the user's files
+        key = key_of(
+            "data", card.dataset.model_dump(mode="json"), [i.model_dump(mode="json") for i in card.inputs], own
+        )
+        build = lambda out: build_card_data(card, dataset, self.cache).save(out / "data.npz")  # noqa: E731
+        entry = self.cache.entry("data", key, build)
+        return CardData.load(entry / "data.npz", card.inputs)
+
+    def _dataset(self, card: Card) -> Any:
+        """The card's registered dataset, or ``None`` when the card names its own data (``dataset.source``)."""
+        return None if card.dataset.name is None else self.registry.get("dataset", card.dataset.name)
 
     def converted(self, card: Card) -> Converted:
         """Convert ``card``'s model to canonical ONNX and measure native vs ONNX FP32."""
@@ -177,12 +223,19 @@ class CellRunner:
         cpu = self.registry.get("backend", self.registry.reference_backend())  # the host reference runtime
         result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
         shutil.rmtree(out / "work", ignore_errors=True)
-        native_value = float(np.mean(metric.score(native[card.metric.output], data.labels)))
-        onnx_value = float(np.mean(metric.score(result.outputs[card.metric.output], data.labels)))
+        output = card.metric.output
+        fidelity_only = optional(metric, "compared_with") == "fp32"  # scored against FP32: compare outputs only
+        native_value = (
+            None if fidelity_only else float(np.mean(per_sample(metric, card, native[output], None, data.labels)))
+        )
+        onnx_value = (
+            None
+            if fidelity_only
+            else float(np.mean(per_sample(metric, card, result.outputs[output], None, data.labels)))
+        )
         errors = {}
         for name in card.outputs:
-            scale = float(np.max(np.abs(native[name]))) or 1.0
-            errors[name] = float(np.max(np.abs(native[name] - result.outputs[name]))) / scale
+            errors[name] = _relative_error(native[name], result.outputs[name])
         report = {
             "frontend": card.frontend,
             "source": str(source),
@@ -190,16 +243,17 @@ class CellRunner:
             "onnx_metric": onnx_value,
             "max_relative_error": errors,
             "convert_s": convert_s,
-            "samples": len(data.labels),
+            "samples": data.samples,
         }
         np.savez(out / "fp32_outputs.npz", **result.outputs)
         (out / "convert.json").write_text(json.dumps(report, indent=1))
-        if abs(native_value - onnx_value) > MAX_FP32_METRIC_GAP or max(errors.values()) > MAX_FP32_RELATIVE_ERROR:
+        gap = 0.0 if fidelity_only else abs(native_value - onnx_value)
+        if gap > MAX_FP32_METRIC_GAP or max(errors.values()) > MAX_FP32_RELATIVE_ERROR:
+            metrics = "" if fidelity_only else f"metric native {native_value:.4f} vs ONNX {onnx_value:.4f}, "
             raise CellError(
                 "convert_error",
-                f"{card.name}: the ONNX export disagrees with {card.frontend}: metric native {native_value:.4f} "
-                f"vs ONNX {onnx_value:.4f}, max relative output error {max(errors.values()):.2e} "
-                f"(limits {MAX_FP32_METRIC_GAP}, {MAX_FP32_RELATIVE_ERROR})",
+                f"{card.name}: the ONNX export disagrees with {card.frontend}: {metrics}max relative output error "
+                f"{max(errors.values()):.2e} (limits {MAX_FP32_METRIC_GAP}, {MAX_FP32_RELATIVE_ERROR})",
             )
 
     def quantized(self, card: Card, precision: str, technique: str) -> Quantized:
@@ -251,9 +305,8 @@ class CellRunner:
         frontend = self.registry.get("frontend", card.frontend)
         if optional(frontend, "framework") == "torch":
             framework_model = frontend.load(card, resolve_source(card, self.cache))
-        dataset = self.registry.get("dataset", card.dataset.name)
         trainer = trainer or self.qat_quantizer(card)
-        training = training_inputs(card, dataset, optional(trainer, "samples"))
+        training = training_inputs(card, self._dataset(card), optional(trainer, "samples"), self.cache)
         samples = calibration if calibration is not None else self.card_data(card).calibration_batches()
         return TrainingJob(card, converted.onnx, framework_model, samples, training)
 
@@ -398,27 +451,37 @@ class CellRunner:
             io_nodes=placement.io_nodes,
         )
         output = card.metric.output
-        fp32_scores = metric.score(converted.fp32_outputs[output], data.labels)
-        scores = metric.score(result.outputs[output], data.labels)
-        fp32_value, value = float(np.mean(fp32_scores)), float(np.mean(scores))
+        fp32_output = converted.fp32_outputs[output]
+        scores = per_sample(metric, card, result.outputs[output], fp32_output, data.labels)
+        value = float(np.mean(scores))
         tolerance = card.tolerance_for(cell.precision)
-        if np.array_equal(converted.fp32_outputs[output], result.outputs[output]):
-            # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
-            paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
+        floor = bool(optional(metric, "floor"))
+        if floor:  # the tolerance is the lowest allowed mean score: the paired drop is the shortfall below it
+            fp32_value = None
+            paired = paired_drop(np.full(len(scores), tolerance), scores, higher_is_better=True)
+            verdict, bound = paired.verdict(0.0), 0.0
         else:
-            paired = paired_drop(fp32_scores, scores, metric.higher_is_better)
-        verdict = paired.verdict(tolerance)
+            fp32_scores = per_sample(metric, card, fp32_output, fp32_output, data.labels)
+            fp32_value = float(np.mean(fp32_scores))
+            if np.array_equal(fp32_output, result.outputs[output]):
+                # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
+                paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
+            else:
+                paired = paired_drop(fp32_scores, scores, metric.higher_is_better)
+            verdict, bound = paired.verdict(tolerance), tolerance
         record.metric = MetricResult(
             name=metric.name,
             fp32=fp32_value,
             value=value,
-            drop=paired.drop,
+            drop=None if floor else paired.drop,
             tolerance=tolerance,
-            samples=len(data.labels),
+            samples=len(scores),
             interval=mean_interval(scores),
-            drop_interval=paired.interval,
-            drop_method=paired.method,
-            samples_needed=paired.samples_needed(tolerance) if verdict == "inconclusive" else None,
+            drop_interval=None if floor else paired.interval,
+            drop_method=f"floor: the mean's 95% interval against the tolerance ({paired.method})"
+            if floor
+            else paired.method,
+            samples_needed=paired.samples_needed(bound) if verdict == "inconclusive" else None,
             native_fp32=converted.report["native_metric"],
         )
         same_as_reference = cell.backend == self.registry.reference_backend()
@@ -442,30 +505,27 @@ class CellRunner:
             )
         )
         reference_value = card.metric.fp32_reference
-        if reference_value is not None and fp32_value < reference_value:
+        if reference_value is not None and fp32_value is not None and fp32_value < reference_value:
             raise CellError(
                 "accuracy",
-                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(data.labels)} samples is below "
+                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(scores)} samples is below "
                 f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
             )
-        low, high = paired.interval
-        measured = (
-            f"{metric.name} dropped {paired.drop * 100:.2f} points ({fp32_value:.4f} -> {value:.4f} on "
-            f"{paired.samples} samples; 95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})"
-        )
+        measured, limit = _measured(metric.name, floor, paired, fp32_value, value, record.metric.interval, tolerance)
         if verdict == "fail":
-            raise CellError("accuracy", f"{measured}, more than the tolerance {tolerance * 100:.2f}")
+            raise CellError("accuracy", f"{measured}, {'below' if floor else 'more than'} {limit}")
         if unfaithful:
             raise CellError("fidelity", f"{cell.backend} {cell.precision} {output!r}: {unfaithful}; {measured}")
         if verdict == "inconclusive":
             record.status = "inconclusive"
             record.category = "accuracy"
             needed = record.metric.samples_needed
-            record.reason = f"{measured} straddles the tolerance {tolerance * 100:.2f}: " + (
+            record.reason = f"{measured} straddles {limit}: " + (
                 f"about {needed} evaluation samples would resolve it (raise dataset.evaluation in "
                 f"{card.path.name if card.path else 'the card'})"
                 if needed
-                else "the drop equals the tolerance, no sample count resolves it"
+                else f"the {'mean equals the floor' if floor else 'drop equals the tolerance'}, "
+                "no sample count resolves it"
             )
             return
         record.status = "pass"

@@ -66,7 +66,8 @@ def calibration_samples(runner: CellRunner, card: Card, input_list: Path | None)
     """The card's calibration split, or the samples of an SNPE-style input list when one is given."""
     if input_list is None:
         return runner.card_data(card).calibration_batches()
-    return read_input_list(input_list, {spec.name: spec.shape for spec in card.inputs})
+    shapes = {spec.name: spec.shape for spec in card.inputs}
+    return read_input_list(input_list, shapes, {spec.name: spec.dtype for spec in card.inputs})
 
 
 def quantize_card(

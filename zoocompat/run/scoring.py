@@ -15,14 +15,33 @@ from typing import Any
 
 import numpy as np
 
+from zoocompat.api.errors import CellError
+from zoocompat.api.protocols import optional
 from zoocompat.model.cards import Card
 
-__all__ = ["fp32_value", "score"]
+__all__ = ["fp32_value", "per_sample", "score"]
+
+
+def per_sample(metric: Any, card: Card, output: np.ndarray, fp32_output: np.ndarray, labels: Any) -> np.ndarray:
+    """``metric``'s per-sample scores of ``output``: against the FP32 output of the same samples for a
+    fidelity metric (``compared_with = "fp32"``), else against ``labels``, which the card's data must have.
+    """
+    if optional(metric, "compared_with") == "fp32":
+        return metric.score(output, fp32_output)
+    if labels is None:
+        raise CellError(
+            "bad_input",
+            f"{card.path or card.name}: metric {metric.name!r} scores against labels and the card's data has none; "
+            "name a fidelity metric (sqnr, cosine, agreement: no labels needed) or give the data labels",
+        )
+    return metric.score(output, labels)
 
 
 def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarray:
     metric = runner._metric(card)
-    return metric.score(outputs[card.metric.output], runner.card_data(card).labels)
+    output = card.metric.output
+    fp32 = runner.converted(card).fp32_outputs[output]
+    return per_sample(metric, card, outputs[output], fp32, runner.card_data(card).labels)
 
 
 def fp32_value(runner: Any, card: Card) -> float:

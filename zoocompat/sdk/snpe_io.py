@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from zoocompat.api.errors import CellError
+from zoocompat.api.samples import collect
 
 __all__ = ["RAW_DTYPE", "read_outputs", "result_dirs", "sanitized", "write_inputs"]
 
@@ -92,10 +93,12 @@ def read_outputs(output_dir: Path, shapes: Mapping[str, Sequence[int]], samples:
     """Read ``Result_0 .. Result_<samples-1>`` under ``output_dir`` into ``{output name: array}``.
 
     ``shapes`` maps each output name to its per-sample shape (batch dim 1
-    included); the arrays come back with the samples stacked on the first
-    axis, as float32. A missing ``Result_N`` folder or file, or a file whose
-    size is not that of the shape, raises ``CellError("crash")`` naming it:
-    the tool ran but did not write what the model says it produces.
+    included, when the output has one); the arrays come back with the sample
+    axis first, as float32 (:func:`zoocompat.api.samples.collect`: concatenated
+    along a batch dim of 1, else stacked on a new axis). A missing ``Result_N``
+    folder or file, or a file whose size is not that of the shape, raises
+    ``CellError("crash")`` naming it: the tool ran but did not write what the
+    model says it produces.
     """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -108,8 +111,9 @@ def read_outputs(output_dir: Path, shapes: Mapping[str, Sequence[int]], samples:
             f"{output_dir}: no Result_N folder for samples {missing[:5]}{' ...' if len(missing) > 5 else ''} "
             f"of {samples} (found {len(results)})",
         )
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in shapes}
+    calls: list[list[np.ndarray]] = []
     for n in range(samples):
+        call = []
         for name, shape in shapes.items():
             path = _output_file(results[n], name)
             if path is None:
@@ -122,5 +126,6 @@ def read_outputs(output_dir: Path, shapes: Mapping[str, Sequence[int]], samples:
                     f"{path}: {path.stat().st_size} bytes, expected {expected} "
                     f"(float32 little-endian, shape {list(shape)})",
                 )
-            outputs[name].append(np.fromfile(path, dtype=RAW_DTYPE).astype(np.float32).reshape(shape))
-    return {name: np.concatenate(arrays) for name, arrays in outputs.items()}
+            call.append(np.fromfile(path, dtype=RAW_DTYPE).astype(np.float32).reshape(shape))
+        calls.append(call)
+    return dict(zip(shapes, collect(calls), strict=True))

@@ -1,0 +1,77 @@
+"""``zoocompat zoo check``: a card against the plugins, the model file and the data, before anything runs.
+
+Loading a card already checks its fields and the names it gives on the
+matrix's axes (:func:`zoocompat.model.cards.check_names`). This goes on to the
+files: the model file against the card's inputs and outputs (the frontend's
+``check_model``: names, count, rank, dtype), and the card's own data (present,
+inside the card's folder, readable, one label per sample) and whether the
+metric has what it scores against. Every problem comes back at once, as
+``"field: problem"`` lines; nothing is converted, quantized or run.
+"""
+
+from __future__ import annotations
+
+from zoocompat.api.cache import ArtifactCache
+from zoocompat.api.errors import CellError, PluginError
+from zoocompat.api.protocols import optional
+from zoocompat.api.registry import Registry
+from zoocompat.model.cards import Card, RecipeSource
+from zoocompat.model.datasources import load_source, source_problems
+from zoocompat.model.sources import resolve_source
+
+
+def _plugin(registry: Registry, kind: str, name: str) -> object | None:
+    try:
+        return registry.get(kind, name)
+    except PluginError:
+        return None
+
+
+def model_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
+    """The card against its model file (``[]`` when the frontend offers no ``check_model``, or the model is
+    built by a training recipe: a recipe's network is the project's own and is checked when it runs).
+    """
+    frontend = _plugin(registry, "frontend", card.frontend)
+    check_model = optional(frontend, "check_model") if frontend is not None else None
+    if check_model is None or isinstance(card.source, RecipeSource):
+        return []
+    try:
+        path = resolve_source(card, cache)
+    except CellError as error:
+        return [f"source: {error.message}"]
+    return list(check_model(card, path))
+
+
+def data_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
+    """The card's own data (``dataset.source``) and whether the metric has what it scores against."""
+    if card.dataset.source is None:
+        return []
+    problems = source_problems(card, cache)
+    metric = _plugin(registry, "metric", card.metric.name)
+    if problems or metric is None or optional(metric, "compared_with") == "fp32":
+        return problems
+    try:
+        labels = load_source(card, cache).labels
+    except CellError as error:
+        return [f"dataset.source: {error.message}"]
+    if labels is None:
+        problems.append(
+            f"metric.name: {card.metric.name!r} scores against labels and dataset.source "
+            f"({card.dataset.source.kind}) gives none; give labels or name a fidelity metric "
+            "(sqnr, cosine, agreement)"
+        )
+    return problems
+
+
+def card_problems(card: Card, registry: Registry, cache: ArtifactCache | None = None) -> list[str]:
+    """Everything ``zoocompat zoo check`` finds wrong with a loaded card, as ``"field: problem"`` lines."""
+    cache = cache or ArtifactCache()
+    problems = []
+    if card.quantizer not in registry.names("quantizer"):
+        problems.append(
+            f"quantizer: {card.quantizer!r} is not a registered quantizer "
+            f"(registered: {', '.join(registry.names('quantizer'))})"
+        )
+    problems.extend(model_problems(card, registry, cache))
+    problems.extend(data_problems(card, registry, cache))
+    return problems
