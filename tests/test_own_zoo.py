@@ -247,3 +247,87 @@ def test_bgr_channel_order_reverses_the_colour_channels():
     np.testing.assert_array_equal(bgr, rgb[..., ::-1])
     grey = image[..., :1]
     np.testing.assert_array_equal(preprocess_image(grey, Preprocess(channel_order="BGR")), grey)  # one channel
+
+
+def _bad_cards() -> dict[str, tuple[dict, str, list[str]]]:
+    """Cards with one bad value each: (card, where its error shows, words the error must hold)."""
+    arrays = {"kind": "arrays", "path": "data.npz"}
+    wrong_rank = [dict(VAD_INPUTS[0], shape=[1, 8, 8]), *VAD_INPUTS[1:]]
+    wrong_dtype = [*VAD_INPUTS[:2], dict(VAD_INPUTS[2], dtype="float32")]
+    return {
+        "wrong_rank": (vad_card(arrays, inputs=wrong_rank), "cell", ["inputs.0.shape", "rank 2", "[1, 8, 8]"]),
+        "wrong_dtype": (vad_card(arrays, inputs=wrong_dtype), "cell", ["inputs.2.dtype", "int64", "float32"]),
+        "missing_file": (vad_card({"kind": "arrays", "path": "nope.npz"}), "cell", ["dataset.source.path", "nope.npz"]),
+        "outside": (vad_card({"kind": "arrays", "path": "../data.npz"}), "cell", ["dataset.source.path", "outside"]),
+        "bad_labels": (
+            vad_card({"kind": "arrays", "path": "short_labels.npz", "labels": "labels"}),
+            "cell",
+            ["dataset.source.labels", "40", "39"],
+        ),
+        "unknown_dataset": (
+            dict(vad_card(arrays), dataset={"name": "imagenet", "calibration": 8, "evaluation": 24}),
+            "card",
+            ["dataset.name", "imagenet"],
+        ),
+        "unknown_metric": (
+            vad_card(arrays, metric={"name": "bleu", "output": "prob"}),
+            "card",
+            ["metric.name", "bleu"],
+        ),
+    }
+
+
+def test_bad_cards_fail_alone_naming_card_and_field(tmp_path):
+    """Each bad value fails its own card's cell (or is kept as a card error) with the card and the field named;
+    the good card beside them still gets its verdicts.
+    """
+    zoo = tmp_path / "mixed"
+    zoo.mkdir()
+    tiny_vad_onnx(zoo / "model.onnx")
+    arrays = vad_arrays()
+    np.savez(zoo / "data.npz", **arrays)
+    np.savez(zoo / "short_labels.npz", **arrays, labels=np.zeros(39, dtype=np.int64))
+    (tmp_path / "data.npz").write_bytes((zoo / "data.npz").read_bytes())  # exists, but outside the card's folder
+    (zoo / "tiny_vad.yaml").write_text(yaml.safe_dump(vad_card({"kind": "arrays", "path": "data.npz"})))
+    bad = _bad_cards()
+    for name, (card, _, _) in bad.items():
+        (zoo / f"{name}.yaml").write_text(yaml.safe_dump(dict(card, name=name)))
+    report = tmp_path / "report"
+    command = [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", "--zoo", str(zoo),
+        "--zoo-models", ",".join(["tiny_vad", *(n for n, (_, kind, _) in bad.items() if kind == "cell")]),
+        "--backends", "cpu", "--precisions", "fp32", "--zoo-report", str(report),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 1, done.stdout[-3000:]
+    results = json.loads((report / "results.json").read_text())
+    cells = {c["model"]: c for c in results["cells"]}
+    assert cells["tiny_vad"]["status"] == "pass", cells["tiny_vad"]["reason"]
+    refused = {Path(e["card"]).stem: e["error"] for e in results["card_errors"]}
+    for name, (_, kind, words) in bad.items():
+        if kind == "cell":
+            cell = cells[name]
+            assert cell["status"] == "fail" and cell["category"] in {"bad_input", "convert_error"}, cell
+            message = cell["reason"]
+        else:
+            message = refused[name]
+        assert f"{name}.yaml" in message, message
+        for word in words:
+            assert word in message, (name, word, message)
+    support = (report / "support.md").read_text()
+    assert "unknown_metric.yaml" in support and "unknown_dataset.yaml" in support
+
+
+def test_zoo_check_refuses_a_card_that_does_not_match_the_model(tmp_path):
+    tiny_vad_onnx(tmp_path / "model.onnx")
+    np.savez(tmp_path / "data.npz", **vad_arrays())
+    swapped = [VAD_INPUTS[1], VAD_INPUTS[0], dict(VAD_INPUTS[2], shape=[1])]
+    card = vad_card({"kind": "arrays", "path": "data.npz"}, inputs=swapped)
+    (tmp_path / "swapped.yaml").write_text(yaml.safe_dump(card))
+    result = CliRunner().invoke(main, ["zoo", "check", str(tmp_path / "swapped.yaml")])
+    assert result.exit_code == 1
+    out = result.output
+    assert "swapped.yaml" in out
+    # every problem at once, each naming the card's field and the model's input
+    assert "inputs.0.name" in out and "'state'" in out and "'audio'" in out
+    assert "inputs.2.shape" in out and "rank 0" in out and "[1]" in out

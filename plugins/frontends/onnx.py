@@ -25,8 +25,9 @@ class OnnxFrontend:
     name = "onnx"
     order = 30
 
-    def load(self, card: Card, source_path: Path | None) -> Any:
-        """Check the file parses as ONNX; the model object is its path."""
+    @staticmethod
+    def _read(source_path: Path | None) -> Any:
+        """The parsed graph; ``bad_input`` for a file that is not one (unreadable, empty, truncated)."""
         import onnx
 
         try:
@@ -37,18 +38,18 @@ class OnnxFrontend:
             raise CellError(
                 "bad_input", f"{source_path}: the ONNX model has no graph nodes (an empty or truncated file?)"
             )
-        check_signature(model, card)  # before the native run, so a mismatch reads as the card's fault
+        return model
+
+    def load(self, card: Card, source_path: Path | None) -> Any:
+        """Check the file parses as ONNX; the model object is its path."""
+        check_signature(self._read(source_path), card)  # before the native run: a mismatch is the card's fault
         return Path(source_path)
 
     def check_model(self, card: Card, source_path: Path) -> list[str]:
-        """The card's inputs (names, count, rank, dtype, fixed dims) and outputs against the graph's."""
-        import onnx
-
-        try:
-            model = onnx.load(str(source_path), load_external_data=False)
-        except Exception as error:  # protobuf decode errors come in several types
-            return [f"source: {source_path} is not a readable ONNX model ({error}); check the file"]
-        return signature_problems(model, card)
+        """The card's inputs (names, count, rank, dtype, fixed dims) and outputs against the graph's;
+        ``bad_input`` when the file is no ONNX model at all.
+        """
+        return signature_problems(self._read(source_path), card)
 
     def native_forward(self, model: Any, card: Card, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The shipped graph on onnxruntime's CPU EP, sample by sample; the card's inputs feed the graph's in

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 CATEGORIES = (
     "convert_error",
     "quantize_error",
@@ -34,8 +36,10 @@ class CellError(ZoocompatError):
 class CardError(CellError):
     """A model card is invalid: names the file and the field."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
         super().__init__("bad_input", message)
+        #: the card file, when known (results keep a card that does not load under it)
+        self.path = str(path) if path is not None else None
 
 
 class PluginError(ZoocompatError):

@@ -598,10 +598,13 @@ def discover(dirs: list[Path], registry: Registry | None = None) -> tuple[dict[s
             try:
                 card = load_card(path, registry)
             except CardError as error:
+                error.path = str(path)
                 errors.append(error)
                 continue
             if card.name in cards:
-                errors.append(CardError(f"{path}: model name {card.name!r} is already used by {cards[card.name].path}"))
+                errors.append(
+                    CardError(f"{path}: model name {card.name!r} is already used by {cards[card.name].path}", path)
+                )
                 continue
             cards[card.name] = card
     return cards, errors

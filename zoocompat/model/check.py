@@ -27,19 +27,26 @@ def _plugin(registry: Registry, kind: str, name: str) -> object | None:
         return None
 
 
-def model_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
-    """The card against its model file (``[]`` when the frontend offers no ``check_model``, or the model is
-    built by a training recipe: a recipe's network is the project's own and is checked when it runs).
+def model_mismatch(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
+    """How the card disagrees with its model file (``[]`` when the frontend offers no ``check_model``, or the
+    model is built by a training recipe: a recipe's network is the project's own and is checked when it runs).
+
+    Raises the source's own :class:`CellError` (``bad_input``) when the file is missing, fails its sha256 or
+    is not a model at all: a cell fails on that as it would converting.
     """
     frontend = _plugin(registry, "frontend", card.frontend)
     check_model = optional(frontend, "check_model") if frontend is not None else None
     if check_model is None or isinstance(card.source, RecipeSource):
         return []
+    return list(check_model(card, resolve_source(card, cache)))
+
+
+def model_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
+    """:func:`model_mismatch`, with a source that cannot be read as one more ``source:`` line."""
     try:
-        path = resolve_source(card, cache)
+        return model_mismatch(card, registry, cache)
     except CellError as error:
         return [f"source: {error.message}"]
-    return list(check_model(card, path))
 
 
 def data_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:

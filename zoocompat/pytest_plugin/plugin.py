@@ -483,7 +483,8 @@ def run_cell_test(
     with the entry's category it is recorded ``xfail`` and xfails; passing it is
     recorded ``xpass`` and fails with "fixed: remove this entry ...".
     """
-    if isinstance(zoo_cell, CardError):
+    if isinstance(zoo_cell, CardError):  # kept in the results (card_errors), then this test fails with it
+        zoo_runner.report.write_card_error(zoo_cell.path or "(unknown card)", str(zoo_cell))
         pytest.fail(str(zoo_cell), pytrace=False)
     record = zoo_runner.run_cell(zoo_cell)
     live.remember(record)

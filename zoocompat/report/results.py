@@ -8,6 +8,7 @@ session. The shapes follow ARCHITECTURE.md's results contract.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -176,11 +177,23 @@ class RunInfo(_Model):
     finished: str | None = None
 
 
+class CardErrorRecord(_Model):
+    """A card the matrix could not run at all (it does not load): the file and everything wrong with it.
+
+    Its model has no cells (the card does not say which, validly); the error is
+    kept here so the results, the table and the gate still show it.
+    """
+
+    card: str
+    error: str
+
+
 class Results(_Model):
     """A whole results.json."""
 
     run: RunInfo
     cells: list[CellRecord]
+    card_errors: list[CardErrorRecord] = Field(default_factory=list)
 
 
 class ResultsError(ZoocompatError):
@@ -213,11 +226,12 @@ class ReportDir:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
+        self.card_errors_dir = self.root / "card_errors"
 
     def reset(self) -> None:
         """Forget the cell records of a previous run in this folder."""
-        if self.cells_dir.is_dir():
-            for old in self.cells_dir.glob("*.json"):
+        for folder in (self.cells_dir, self.card_errors_dir):
+            for old in folder.glob("*.json") if folder.is_dir() else ():
                 old.unlink()
         for name in ("results.json", "run.json"):
             (self.root / name).unlink(missing_ok=True)
@@ -227,6 +241,21 @@ class ReportDir:
         path = self.cells_dir / f"{record.id}.json"
         write_atomic(path, record.model_dump_json(indent=1))
         return path
+
+    def write_card_error(self, card: str, error: str) -> Path:
+        """Persist a card that does not load (one file per card path, so workers never collide)."""
+        digest = hashlib.sha256(card.encode()).hexdigest()[:16]
+        path = self.card_errors_dir / f"{digest}.json"
+        write_atomic(path, CardErrorRecord(card=card, error=error).model_dump_json(indent=1))
+        return path
+
+    def card_errors(self) -> list[CardErrorRecord]:
+        """Every card error written so far, sorted by card path."""
+        found = [
+            CardErrorRecord.model_validate_json(path.read_text(encoding="utf-8"))
+            for path in (self.card_errors_dir.glob("*.json") if self.card_errors_dir.is_dir() else ())
+        ]
+        return sorted(found, key=lambda record: record.card)
 
     def write_run(self, run: RunInfo) -> None:
         """Persist the run header (read back by :meth:`merge`)."""
@@ -245,7 +274,7 @@ class ReportDir:
         run = RunInfo.model_validate_json(run_path.read_text()) if run_path.exists() else RunInfo()
         if finished:
             run.finished = now()
-        results = Results(run=run, cells=self.records())
+        results = Results(run=run, cells=self.records(), card_errors=self.card_errors())
         write_atomic(self.root / "results.json", results.model_dump_json(indent=1))
         return results
 

@@ -137,6 +137,12 @@ def render_markdown(results: Results, title: str = "zoocompat support table", re
             cell = index.get((model, *col))
             row.append(cell_text(cell, registry) if cell else "")
         lines.append("| " + " | ".join(row) + " |")
+    if results.card_errors:
+        lines += ["", "## Cards that do not load (no cells run)", ""]
+        for refused in results.card_errors:
+            first, *rest = refused.error.splitlines()
+            lines.append(f"- `{refused.card}`: {first}")
+            lines += [f"  {line.strip()}" for line in rest]
     details = [c for c in results.cells if c.status != "pass" or is_partial(c, registry)]
     if details:
         lines += ["", "## Failures, fallbacks and cells not run", ""]

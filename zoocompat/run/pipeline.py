@@ -29,6 +29,7 @@ from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
 from zoocompat.diagnose.first_bad import diagnose_failure
 from zoocompat.model.cards import Card
+from zoocompat.model.check import model_mismatch
 from zoocompat.model.data import CardData, build_card_data, training_inputs
 from zoocompat.model.datasources import source_digest
 from zoocompat.model.measured import convert_key
@@ -413,6 +414,12 @@ class CellRunner:
             record.reason = f"unavailable: {unavailable}"
             return
         metric = self._metric(card)
+        mismatch = model_mismatch(card, self.registry, self.cache)  # before the data: the model says more
+        if mismatch:
+            raise CellError(
+                "convert_error",
+                f"{card.path}: the model does not match the card:\n" + "\n".join(f"  - {p}" for p in mismatch),
+            )
         data = self.card_data(card)
         converted = self.converted(card)
         record.timing = Timing(convert_s=converted.report["convert_s"])
