@@ -119,13 +119,15 @@ def vad_arrays(count: int = 40) -> dict[str, np.ndarray]:
     }
 
 
-def run_matrix(tmp_path: Path, zoo: Path, model: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    """``pytest conformance/ --zoo DIR`` on ``model``'s cpu and htp cells (fp32 and w8a8 ptq)."""
+def run_matrix(
+    tmp_path: Path, zoo: Path, model: str, *extra: str, quant: str = "none,ptq"
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """``pytest conformance/ --zoo DIR`` on ``model``'s cpu and htp cells (fp32 and w8a8, ``quant`` modes)."""
     report = tmp_path / "report"
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/",
         "--zoo", str(zoo), "--zoo-models", model, "--backends", "cpu,htp", "--precisions", "fp32,w8a8",
-        "--quant", "none,ptq", "--zoo-report", str(report), *extra,
+        "--quant", quant, "--zoo-report", str(report), *extra,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     results = report / "results.json"
@@ -151,16 +153,17 @@ def test_npz_three_inputs_fidelity_only_card_runs_on_cpu_and_htp(tmp_path):
     zoo.mkdir()
     tiny_vad_onnx(zoo / "model.onnx")
     np.savez(zoo / "data.npz", **vad_arrays())
-    (zoo / "tiny_vad.yaml").write_text(yaml.safe_dump(vad_card({"kind": "arrays", "path": "data.npz"})))
+    card = vad_card({"kind": "arrays", "path": "data.npz"}, qat_quantizer="aimet_torch")
+    (zoo / "tiny_vad.yaml").write_text(yaml.safe_dump(card))
     assert sorted(p.name for p in zoo.iterdir()) == ["data.npz", "model.onnx", "tiny_vad.yaml"]  # no Python
 
     check = CliRunner().invoke(main, ["zoo", "check", str(zoo / "tiny_vad.yaml")])
     assert check.exit_code == 0, check.output
     assert "k int64[]" in check.output
 
-    done, results = run_matrix(tmp_path, zoo, "tiny_vad")
+    done, results = run_matrix(tmp_path, zoo, "tiny_vad", quant="none,ptq,qat")
     cells = assert_verdicts(results, "tiny_vad")
-    assert len(cells) == 3, [c["id"] for c in cells]  # htp runs quantized (and fp16) graphs, not fp32
+    assert len(cells) == 5, [c["id"] for c in cells]  # htp runs quantized (and fp16) graphs, not fp32
     by_id = {c["id"]: c for c in cells}
     cpu_fp32 = by_id["tiny_vad-onnx-cpu-fp32-none"]
     assert cpu_fp32["status"] == "pass" and cpu_fp32["metric"]["name"] == "sqnr"
@@ -171,6 +174,8 @@ def test_npz_three_inputs_fidelity_only_card_runs_on_cpu_and_htp(tmp_path):
     assert "floor" in w8a8["metric"]["drop_method"]
     htp = by_id["tiny_vad-onnx-htp-w8a8-ptq"]
     assert htp["coverage"]["total_nodes"] > 0
+    qat = by_id["tiny_vad-onnx-htp-w8a8-qat"]  # QAT carries all three inputs through torch and back
+    assert qat["quantization"]["training"]["split"] == "train"  # the 16 samples left after calibration and evaluation
 
 
 def test_input_list_card_runs_on_cpu_and_htp(tmp_path):
@@ -331,3 +336,18 @@ def test_zoo_check_refuses_a_card_that_does_not_match_the_model(tmp_path):
     # every problem at once, each naming the card's field and the model's input
     assert "inputs.0.name" in out and "'state'" in out and "'audio'" in out
     assert "inputs.2.shape" in out and "rank 0" in out and "[1]" in out
+
+
+def test_edited_data_gives_new_cache_keys(tmp_path):
+    """The FP32 outputs kept by the convert stage are on the card's own evaluation data: new data, new key."""
+    from zoocompat.model.cards import load_card
+    from zoocompat.model.measured import convert_key
+
+    tiny_vad_onnx(tmp_path / "model.onnx")
+    np.savez(tmp_path / "data.npz", **vad_arrays(40))
+    (tmp_path / "tiny_vad.yaml").write_text(yaml.safe_dump(vad_card({"kind": "arrays", "path": "data.npz"})))
+    card = load_card(tmp_path / "tiny_vad.yaml")
+    before = convert_key(card)
+    assert convert_key(card) == before
+    np.savez(tmp_path / "data.npz", **vad_arrays(41))
+    assert convert_key(card) != before

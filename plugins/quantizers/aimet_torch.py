@@ -113,14 +113,57 @@ def _free_batch(model: Any) -> int:
     return changed
 
 
-def _call(model: Any, inputs: Any, batched: bool) -> list[Any]:
-    """``model``'s outputs on ``inputs``: one call, or one call per sample concatenated."""
+class Samples:
+    """A card's inputs for torch: one tensor per input, sample axis first (the batch convention of
+    :mod:`zoocompat.api.samples`: a batched input's tensor is ``[N, *shape[1:]]``, any other ``[N, *shape]``).
+
+    Indexing (an int, a slice or an index tensor) takes samples of every input alike.
+    """
+
+    def __init__(self, tensors: tuple[Any, ...], batched: tuple[bool, ...]) -> None:
+        self.tensors, self.batched = tensors, batched
+
+    @classmethod
+    def of(cls, card: Any, batches: list[dict[str, np.ndarray]] | dict[str, np.ndarray]) -> Samples:
+        """From a batch dict, or from single-sample feeds (one model call each, as calibration is given)."""
+        import torch
+
+        flags = tuple(spec.batched for spec in card.inputs)
+        if isinstance(batches, dict):
+            arrays = [batches[spec.name] for spec in card.inputs]
+        else:
+            stack = {True: np.concatenate, False: np.stack}  # along a batch dim of 1, or a new sample axis
+            arrays = [stack[spec.batched]([b[spec.name] for b in batches]) for spec in card.inputs]
+        return cls(tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays), flags)
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: Any) -> Samples:
+        return Samples(tuple(t[index] for t in self.tensors), self.batched)
+
+    def call(self, index: int) -> tuple[Any, ...]:
+        """Sample ``index`` as one model call's arguments."""
+        return tuple(t[index : index + 1] if b else t[index] for t, b in zip(self.tensors, self.batched, strict=True))
+
+    def zeros(self) -> tuple[Any, ...]:
+        """One call's arguments of zeros (a dummy input for tracing and export)."""
+        return tuple(x.zero_() for x in (arg.clone() for arg in self.call(0)))
+
+
+def _call(model: Any, inputs: Samples, batched: bool) -> list[Any]:
+    """``model``'s outputs on ``inputs``: one call, or one call per sample (concatenated along a batch dim of 1,
+    stacked otherwise).
+    """
     import torch
 
     if batched:
-        return _outputs(model(inputs))
-    per_sample = [_outputs(model(inputs[i : i + 1])) for i in range(len(inputs))]
-    return [torch.cat(parts) for parts in zip(*per_sample, strict=True)]
+        return _outputs(model(*inputs.tensors))
+    per_sample = [_outputs(model(*inputs.call(i))) for i in range(len(inputs))]
+    return [
+        torch.cat(parts) if all(p.dim() >= 1 and p.shape[0] == 1 for p in parts) else torch.stack(parts)
+        for parts in zip(*per_sample, strict=True)
+    ]
 
 
 class AimetTorchQatQuantizer:
@@ -147,10 +190,6 @@ class AimetTorchQatQuantizer:
         where = f"aimet_torch {precision}/qat on {card.name}"
         if precision not in _BITWIDTHS:
             raise CellError("quantize_error", f"{where}: unknown precision; expected one of {self.precisions}")
-        if len(card.inputs) != 1:
-            raise CellError(
-                "quantize_error", f"{where}: QAT here takes single-input models, the card has {len(card.inputs)}"
-            )
         try:
             import aimet_torch
             import torch
@@ -173,7 +212,7 @@ class AimetTorchQatQuantizer:
         stage = "building the torch model" + ("" if job.framework_model is not None else " (onnx2torch)")
         try:
             with _quiet(), tempfile.TemporaryDirectory(prefix="zoocompat-qat-") as tmp:
-                calibration = torch.from_numpy(np.concatenate([c[card.inputs[0].name] for c in job.calibration]))
+                calibration = Samples.of(card, job.calibration)
                 candidates = timed(
                     "torch_model", lambda: self._torch_models(job, calibration[:2]), source=self._source(job)
                 )
@@ -186,12 +225,12 @@ class AimetTorchQatQuantizer:
                 if untraced:
                     steps[-1]["not_traced"] = untraced
                 stage = "folding BatchNorm"
-                shape = tuple(card.inputs[0].shape)
-                folded = timed("bn_fold", lambda: self._fold(student, shape), did="BatchNorm folded into Conv/Linear")
+                dummy = calibration.zeros()
+                dummy = dummy[0] if len(dummy) == 1 else dummy  # one input: a tensor, as AIMET's examples pass it
+                folded = timed("bn_fold", lambda: self._fold(student, dummy), did="BatchNorm folded into Conv/Linear")
                 steps[-1]["bn_folded"] = folded
                 stage = "building the QuantizationSimModel"
                 param_bw, act_bw = _BITWIDTHS[precision]
-                dummy = torch.zeros(shape)
                 sim = timed(
                     "quantsim",
                     lambda: aimet_torch.QuantizationSimModel(
@@ -216,7 +255,7 @@ class AimetTorchQatQuantizer:
                 export = Path(tmp) / "export"
                 export.mkdir()
                 names = {
-                    "input_names": [card.inputs[0].name],
+                    "input_names": [spec.name for spec in card.inputs],
                     "output_names": list(card.outputs),
                     "opset_version": OPSET,
                 }
@@ -310,10 +349,15 @@ class AimetTorchQatQuantizer:
             return student, unfused, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
     @staticmethod
-    def _fold(model: Any, shape: tuple[int, ...]) -> int:
+    def _fold(model: Any, dummy: Any) -> int:
+        import torch
         from aimet_torch.batch_norm_fold import fold_all_batch_norms
 
-        return len(fold_all_batch_norms(model, shape))
+        if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return 0  # nothing to fold (and AIMET's graph walk needs a float input to start from)
+        if not isinstance(dummy, tuple):
+            return len(fold_all_batch_norms(model, tuple(dummy.shape)))
+        return len(fold_all_batch_norms(model, [tuple(arg.shape) for arg in dummy], dummy_input=dummy))
 
     @staticmethod
     def _forward(model: Any, inputs: Any, batched: bool, batch: int = 64) -> None:
@@ -324,13 +368,9 @@ class AimetTorchQatQuantizer:
                 _call(model, inputs[start : start + batch], batched)
 
     def _training_inputs(self, job: TrainingJob) -> tuple[Any, str]:
-        import torch
-
-        training = None if job.training is None else job.training[job.card.inputs[0].name]
-        if training is not None and len(training):
-            return torch.from_numpy(np.ascontiguousarray(training[: self.samples])), "train"
-        stacked = np.concatenate([c[job.card.inputs[0].name] for c in job.calibration])
-        return torch.from_numpy(stacked), "calibration (the dataset has no train split)"
+        if job.training is not None and len(next(iter(job.training.values()))):
+            return Samples.of(job.card, job.training)[: self.samples], "train"
+        return Samples.of(job.card, job.calibration), "calibration (the dataset has no train split)"
 
     def _train(self, student: Any, teacher: Any, inputs: Any, batched: bool) -> float:
         """Distillation: the quantized student's outputs towards the FP32 teacher's, Adam, fixed seed."""
