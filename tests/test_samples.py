@@ -167,9 +167,9 @@ def test_repro_folder_of_a_model_with_scalar_and_unbatched_inputs(tmp_path):
     out = write_repro(case, tmp_path / "repro")
     lines = (out / "raw" / "input_list.txt").read_text().split()
     assert len(lines) == N * 3 and lines[:3] == ["x:=00000_x.raw", "state:=00000_state.raw", "k:=00000_k.raw"]
-    sizes = {name: (out / "raw" / f"00001_{name}.raw").stat().st_size // 4 for name in batch}
-    assert sizes == {"x": 4, "state": 6, "k": 1}
-    np.testing.assert_array_equal(np.fromfile(out / "raw" / "00001_k.raw", "<f4"), [3.0])
+    sizes = {name: (out / "raw" / f"00001_{name}.raw").stat().st_size for name in batch}
+    assert sizes == {"x": 4 * 4, "state": 6 * 4, "k": 8}  # each .raw in its input's dtype: k is one int64
+    np.testing.assert_array_equal(np.fromfile(out / "raw" / "00001_k.raw", "<i8"), [3])
     spec = importlib.util.spec_from_file_location("repro_under_test", out / "repro.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -120,7 +120,8 @@ def _readme(case: ReproCase, command: str) -> str:
         f"Check: {check}.",
         "",
         "Files: `model.onnx` (open it with Netron or `zoocompat inspect model.onnx`), `inputs.npz` "
-        f"({inputs}; the same tensors as float32 `.raw` files in `raw/`, listed in `raw/input_list.txt` for "
+        f"({inputs}; the same tensors as `.raw` files in `raw/`, each in its input's dtype, listed in "
+        "`raw/input_list.txt` for "
         "`qnn-net-run` / `snpe-net-run --input_list`), `expected.npz`, `repro.json`, `repro.py`.",
         "",
         "## What was measured when this folder was written",
@@ -158,7 +159,8 @@ def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") ->
     np.savez(out / "expected.npz", **case.expected)
     shutil.rmtree(out / "raw", ignore_errors=True)
     ranks = _input_ranks(case.model, case.inputs)
-    write_input_list([sample(case.inputs, i, ranks) for i in range(count(case.inputs))], out / "raw")
+    feeds = [sample(case.inputs, i, ranks) for i in range(count(case.inputs))]
+    write_input_list(feeds, out / "raw", dtypes={name: array.dtype for name, array in case.inputs.items()})
     config = {
         "cell": case.cell,
         "kind": case.kind,

@@ -4,8 +4,8 @@ Loading a card already checks its fields and the names it gives on the
 matrix's axes (:func:`zoocompat.model.cards.check_names`). This goes on to the
 files: the model file against the card's inputs and outputs (the frontend's
 ``check_model``: names, count, rank, dtype), and the card's own data (present,
-inside the card's folder, readable, one label per sample) and whether the
-metric has what it scores against. Every problem comes back at once, as
+inside the card's folder, readable; the splits built as a cell builds them)
+and whether the metric has what it scores against. Every problem comes back at once, as
 ``"field: problem"`` lines; nothing is converted, quantized or run.
 """
 
@@ -16,7 +16,8 @@ from zoocompat.api.errors import CellError, PluginError
 from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
 from zoocompat.model.cards import Card, RecipeSource
-from zoocompat.model.datasources import load_source, source_problems
+from zoocompat.model.data import build_card_data
+from zoocompat.model.datasources import source_problems
 from zoocompat.model.sources import resolve_source
 
 
@@ -50,18 +51,21 @@ def model_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list
 
 
 def data_problems(card: Card, registry: Registry, cache: ArtifactCache) -> list[str]:
-    """The card's own data (``dataset.source``) and whether the metric has what it scores against."""
+    """The card's own data (``dataset.source``): every file present, inside the card's folder and readable;
+    then the splits built as a cell builds them (every input fed, at its shape and dtype; enough samples for
+    calibration and evaluation; one label per sample), and whether the metric has what it scores against.
+    """
     if card.dataset.source is None:
         return []
     problems = source_problems(card, cache)
-    metric = _plugin(registry, "metric", card.metric.name)
-    if problems or metric is None or optional(metric, "compared_with") == "fp32":
+    if problems:
         return problems
     try:
-        labels = load_source(card, cache).labels
+        data = build_card_data(card, None, cache)
     except CellError as error:
         return [f"dataset.source: {error.message}"]
-    if labels is None:
+    metric = _plugin(registry, "metric", card.metric.name)
+    if metric is not None and optional(metric, "compared_with") != "fp32" and data.labels is None:
         problems.append(
             f"metric.name: {card.metric.name!r} scores against labels and dataset.source "
             f"({card.dataset.source.kind}) gives none; give labels or name a fidelity metric "
