@@ -519,7 +519,7 @@ def diagnose_cell(runner: Any, cell: Any, record: Any, samples: int) -> Diagnosi
                 cell.sdk,
                 workdir,
                 BACKEND_THRESHOLD_DB.get(cell.precision, 20.0),
-                output=card.metric.output,
+                output=card.metric_outputs[0],
             )
         finally:
             for bulky in workdir.glob("**/*.npz"):

@@ -333,10 +333,15 @@ class DatasetSpec(_Strict):
 
 
 class MetricSpec(_Strict):
-    """The metric, the output it reads, and the FP32 value the model must reach."""
+    """The metric, the output(s) it reads, and the FP32 value the model must reach.
+
+    ``output`` names one output, or a list of them for a metric that reads several
+    (a detector's boxes and scores): the metric then gets ``{name: array}``, and the
+    first one is the output fidelity to FP32 (SQNR, cosine) is measured on.
+    """
 
     name: str
-    output: str
+    output: str | Annotated[list[str], Field(min_length=1)]
     fp32_reference: Finite | None = None
     params: Params = Field(default_factory=dict, description="passed to the metric's configure()")
 
@@ -385,8 +390,9 @@ class Card(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Card:
-        if self.metric.output not in self.outputs:
-            raise ValueError(f"metric.output {self.metric.output!r} is not one of outputs {self.outputs}")
+        for name in [self.metric.output] if isinstance(self.metric.output, str) else self.metric.output:
+            if name not in self.outputs:
+                raise ValueError(f"metric.output {name!r} is not one of outputs {self.outputs}")
         names = [spec.name for spec in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"inputs: input names must be unique, got {names}")
@@ -394,6 +400,12 @@ class Card(_Strict):
             if name not in names:
                 raise ValueError(f"dataset.source.{field}: {name!r} is not one of the card's inputs {names}")
         return self
+
+    @property
+    def metric_outputs(self) -> list[str]:
+        """The outputs the metric reads, the primary one (fidelity is measured on it) first."""
+        output = self.metric.output
+        return [output] if isinstance(output, str) else list(output)
 
     def tolerance_for(self, precision: str) -> float:
         """Allowed absolute metric drop for ``precision``."""

@@ -224,15 +224,10 @@ class CellRunner:
         cpu = self.registry.get("backend", self.registry.reference_backend())  # the host reference runtime
         result = cpu.compile(out / "model.onnx", "fp32", None, out / "work").run(data.eval_batch())
         shutil.rmtree(out / "work", ignore_errors=True)
-        output = card.metric.output
         fidelity_only = optional(metric, "compared_with") == "fp32"  # scored against FP32: compare outputs only
-        native_value = (
-            None if fidelity_only else float(np.mean(per_sample(metric, card, native[output], None, data.labels)))
-        )
+        native_value = None if fidelity_only else float(np.mean(per_sample(metric, card, native, None, data.labels)))
         onnx_value = (
-            None
-            if fidelity_only
-            else float(np.mean(per_sample(metric, card, result.outputs[output], None, data.labels)))
+            None if fidelity_only else float(np.mean(per_sample(metric, card, result.outputs, None, data.labels)))
         )
         errors = {}
         for name in card.outputs:
@@ -457,9 +452,8 @@ class CellRunner:
             partitions=placement.partitions,
             io_nodes=placement.io_nodes,
         )
-        output = card.metric.output
-        fp32_output = converted.fp32_outputs[output]
-        scores = per_sample(metric, card, result.outputs[output], fp32_output, data.labels)
+        output = card.metric_outputs[0]  # fidelity to FP32 is measured on the primary metric output
+        scores = per_sample(metric, card, result.outputs, converted.fp32_outputs, data.labels)
         value = float(np.mean(scores))
         tolerance = card.tolerance_for(cell.precision)
         floor = bool(optional(metric, "floor"))
@@ -468,9 +462,9 @@ class CellRunner:
             paired = paired_drop(np.full(len(scores), tolerance), scores, higher_is_better=True)
             verdict, bound = paired.verdict(0.0), 0.0
         else:
-            fp32_scores = per_sample(metric, card, fp32_output, fp32_output, data.labels)
+            fp32_scores = per_sample(metric, card, converted.fp32_outputs, converted.fp32_outputs, data.labels)
             fp32_value = float(np.mean(fp32_scores))
-            if np.array_equal(fp32_output, result.outputs[output]):
+            if all(np.array_equal(converted.fp32_outputs[n], result.outputs[n]) for n in card.metric_outputs):
                 # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
                 paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
             else:

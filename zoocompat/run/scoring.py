@@ -22,26 +22,34 @@ from zoocompat.model.cards import Card
 __all__ = ["fp32_value", "per_sample", "score"]
 
 
-def per_sample(metric: Any, card: Card, output: np.ndarray, fp32_output: np.ndarray, labels: Any) -> np.ndarray:
-    """``metric``'s per-sample scores of ``output``: against the FP32 output of the same samples for a
-    fidelity metric (``compared_with = "fp32"``), else against ``labels``, which the card's data must have.
+def per_sample(
+    metric: Any,
+    card: Card,
+    outputs: dict[str, np.ndarray],
+    fp32_outputs: dict[str, np.ndarray] | None,
+    labels: Any,
+) -> np.ndarray:
+    """``metric``'s per-sample scores of a run's ``outputs``: of the card's primary metric output against
+    FP32's for a fidelity metric (``compared_with = "fp32"``), else of the output(s) the metric reads
+    (one array, or ``{name: array}`` when the card names several) against ``labels``, which the card's
+    data must have.
     """
+    names = card.metric_outputs
     if optional(metric, "compared_with") == "fp32":
-        return metric.score(output, fp32_output)
+        return metric.score(outputs[names[0]], fp32_outputs[names[0]])
+    read = outputs[names[0]] if isinstance(card.metric.output, str) else {name: outputs[name] for name in names}
     if labels is None:
         raise CellError(
             "bad_input",
             f"{card.path or card.name}: metric {metric.name!r} scores against labels and the card's data has none; "
             "name a fidelity metric (sqnr, cosine, agreement: no labels needed) or give the data labels",
         )
-    return metric.score(output, labels)
+    return metric.score(read, labels)
 
 
 def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarray:
     metric = runner._metric(card)
-    output = card.metric.output
-    fp32 = runner.converted(card).fp32_outputs[output]
-    return per_sample(metric, card, outputs[output], fp32, runner.card_data(card).labels)
+    return per_sample(metric, card, outputs, runner.converted(card).fp32_outputs, runner.card_data(card).labels)
 
 
 def fp32_value(runner: Any, card: Card) -> float:
