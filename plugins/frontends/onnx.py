@@ -2,16 +2,26 @@
 
 Export pins the card's static input dims (a symbolic batch dim is what pushes
 nodes off the HTP) and renames inputs and outputs to the card's names.
+
+A model whose weights live in an external data file (``model.onnx`` with its
+``model.data`` beside it, ``onnx.save(..., save_as_external_data=True)``) is read
+with that file from the model's folder; the exported canonical ONNX holds the
+weights itself (one file, under ONNX's 2 GB limit).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from zoocompat_plugins.frontends.onnx_export import check_signature, finalize_onnx, signature_problems
+from zoocompat_plugins.frontends.onnx_export import (
+    check_signature,
+    external_data_problems,
+    finalize_onnx,
+    inline_external_data,
+    signature_problems,
+)
 
 import zoocompat
 from zoocompat.api import samples as batching
@@ -27,7 +37,9 @@ class OnnxFrontend:
 
     @staticmethod
     def _read(source_path: Path | None) -> Any:
-        """The parsed graph; ``bad_input`` for a file that is not one (unreadable, empty, truncated)."""
+        """The parsed graph, without its external data; ``bad_input`` for a file that is not one (unreadable,
+        empty, truncated).
+        """
         import onnx
 
         try:
@@ -41,15 +53,22 @@ class OnnxFrontend:
         return model
 
     def load(self, card: Card, source_path: Path | None) -> Any:
-        """Check the file parses as ONNX; the model object is its path."""
-        check_signature(self._read(source_path), card)  # before the native run: a mismatch is the card's fault
+        """Check the file parses as ONNX, matches the card and has its external data files beside it; the model
+        object is its path.
+        """
+        model = self._read(source_path)
+        check_signature(model, card)  # before the native run: a mismatch is the card's fault
+        problems = external_data_problems(model, Path(source_path).parent)
+        if problems:
+            raise CellError("bad_input", f"{card.path or card.name}: {Path(source_path).name}: {problems[0]}")
         return Path(source_path)
 
     def check_model(self, card: Card, source_path: Path) -> list[str]:
-        """The card's inputs (names, count, rank, dtype, fixed dims) and outputs against the graph's;
-        ``bad_input`` when the file is no ONNX model at all.
+        """The card's inputs (names, count, rank, dtype, fixed dims) and outputs against the graph's, and its
+        external data files (beside it); ``bad_input`` when the file is no ONNX model at all.
         """
-        return signature_problems(self._read(source_path), card)
+        model = self._read(source_path)
+        return signature_problems(model, card) + external_data_problems(model, Path(source_path).parent)
 
     def native_forward(self, model: Any, card: Card, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The shipped graph on onnxruntime's CPU EP, sample by sample; the card's inputs feed the graph's in
@@ -65,8 +84,13 @@ class OnnxFrontend:
         return dict(zip(card.outputs, batching.collect(calls), strict=True))
 
     def export_onnx(self, model: Any, card: Card, path: Path) -> None:
-        """Copy the file and make it canonical (static dims, card names)."""
-        shutil.copyfile(model, path)
+        """Copy the model, its external data read in, and make it canonical (static dims, card names)."""
+        import onnx
+
+        source = Path(model)
+        graph = self._read(source)
+        inline_external_data(graph, source.parent, f"{card.name}: {source.name}")
+        onnx.save(graph, str(path))
         finalize_onnx(path, card)
 
 

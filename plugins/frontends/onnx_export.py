@@ -4,11 +4,15 @@ Canonical means: the card's input and output names, every input dim static and
 equal to the card's dims (SNPE's ``--input_dim``), shapes inferred, and
 ``onnx.checker`` clean. Dynamic dims are what push nodes off the HTP
 (``Cannot get shape``), so they are pinned here, once, for every frontend.
+It also means one self-contained file: weights an exporter (or the shipped
+model) keeps in external data files are read back into it (under ONNX's 2 GB
+single-file limit; a larger model is refused).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoocompat.api.errors import CellError
@@ -115,12 +119,106 @@ def check_signature(model: Any, card: Card) -> list[Any]:
     return [value for value in model.graph.input if value.name not in initializers]
 
 
+#: Largest model (graph and weights) kept in one ONNX file: protobuf's 2 GiB message limit, less a margin.
+MAX_INLINE_BYTES = (1 << 31) - (16 << 20)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor a graph holds: initializers, and node attributes' tensors (subgraphs included)."""
+    yield from graph.initializer
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: Any) -> Iterator[Any]:
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        if attribute.HasField("g"):
+            yield from _graph_tensors(attribute.g)
+        for subgraph in attribute.graphs:
+            yield from _graph_tensors(subgraph)
+
+
+def _model_tensors(model: Any) -> Iterator[Any]:
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node)
+
+
+def external_data(model: Any) -> dict[str, int]:
+    """``{location: bytes}`` of the external data files ``model`` (loaded without them) reads its weights from;
+    ``{}`` for a self-contained model.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    files: dict[str, int] = {}
+    for tensor in _model_tensors(model):
+        if uses_external_data(tensor):
+            info = ExternalDataInfo(tensor)
+            files[info.location] = files.get(info.location, 0) + max(int(info.length or 0), 0)
+    return files
+
+
+def external_data_problems(model: Any, folder: Path, where: str = "source") -> list[str]:
+    """Every external data file ``model`` names that is not a file inside ``folder``, as ``"field: problem"``
+    lines (a location must be a relative path that stays beside the model).
+    """
+    folder = Path(folder).resolve()
+    problems = []
+    for location in external_data(model):
+        relative = PurePosixPath(location.replace("\\", "/"))
+        target = (folder / location).resolve()
+        if relative.is_absolute() or ".." in relative.parts or not target.is_relative_to(folder):
+            problems.append(
+                f"{where}: the model keeps weights in {location!r}, outside its folder {folder}; external data "
+                "must be a relative path beside the model"
+            )
+        elif not target.is_file():
+            problems.append(
+                f"{where}: the model keeps its weights in the external data file {location!r}, which is not beside "
+                f"it ({target} is missing); put the .data file next to the .onnx file"
+            )
+    return problems
+
+
+def inline_external_data(model: Any, folder: Path, what: str) -> list[Path]:
+    """Read the external data of ``model`` (loaded without it) from ``folder`` into the model itself; the files
+    read. ``convert_error`` when a file is missing or outside ``folder``, or the weights are over ONNX's 2 GB
+    single-file limit (:data:`MAX_INLINE_BYTES`).
+    """
+    from onnx.external_data_helper import load_external_data_for_model
+
+    files = external_data(model)
+    if not files:
+        return []
+    problems = external_data_problems(model, folder)
+    if problems:
+        raise CellError("convert_error", f"{what}: " + "; ".join(p.removeprefix("source: ") for p in problems))
+    folder = Path(folder).resolve()
+    total = sum(size or (folder / location).stat().st_size for location, size in files.items()) + model.ByteSize()
+    if total > MAX_INLINE_BYTES:
+        raise CellError(
+            "convert_error",
+            f"{what}: the model's weights are {total / 1e9:.2f} GB, over ONNX's 2 GB single-file limit; models "
+            "that need external data at that size are not supported",
+        )
+    load_external_data_for_model(model, str(folder))
+    return [folder / location for location in files]
+
+
 def finalize_onnx(path: Path, card: Card) -> None:
-    """Rename I/O to the card's names, pin input dims, infer shapes and check, in place."""
+    """Rename I/O to the card's names, pin input dims, infer shapes and check, in place; weights in external
+    data files beside ``path`` are read into it (and those files removed): the result is one file.
+    """
     import onnx
     from onnx import shape_inference
 
-    model = onnx.load(str(path))
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    side_files = inline_external_data(model, path.parent, f"{card.name}: exported ONNX {path.name}")
     graph = model.graph
     real_inputs = check_signature(model, card)
     for value, spec in zip(real_inputs, card.inputs, strict=True):
@@ -140,6 +238,9 @@ def finalize_onnx(path: Path, card: Card) -> None:
     except Exception as error:  # onnx raises several unrelated types here
         raise CellError("convert_error", f"{card.name}: exported ONNX fails onnx.checker: {error}") from None
     onnx.save(model, str(path))
+    for side in side_files:
+        if side.resolve() != path.resolve():
+            side.unlink(missing_ok=True)  # read into the model above
 
 
 def _fold_shape_chains(model, path: Path):

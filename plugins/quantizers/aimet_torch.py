@@ -310,7 +310,9 @@ class AimetTorchQatQuantizer:
         """
         import torch
 
-        if isinstance(job.framework_model, torch.nn.Module):
+        if isinstance(job.framework_model, torch.nn.Module) and not isinstance(
+            job.framework_model, torch.jit.ScriptModule
+        ):  # a TorchScript model cannot be traced by torch.fx: it goes through its canonical ONNX like the rest
             model = copy.deepcopy(job.framework_model).eval()
             return [(model, _batch_ok(model, probe))]
         import onnx

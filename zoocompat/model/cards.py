@@ -84,8 +84,8 @@ def migrate_module_path(value: str | None) -> str | None:
     ``zoo.models.mtcnn:ONet`` is ``zoocompat_zoo.models.mtcnn:ONet`` now; a path
     that does not start with an old name is returned unchanged.
     """
-    if value is None:
-        return None
+    if value is None or value.partition(":")[0].endswith(".py"):  # a file beside the card, not a module
+        return value
     for old, new in LEGACY_MODULE_PREFIXES.items():
         if value.startswith(old):
             return new + value[len(old) :]
@@ -354,7 +354,11 @@ class Card(_Strict):
     description: str = ""
     license: str = "unknown"
     source: Source
-    architecture: str | None = Field(None, description="module:Class for a PyTorch state dict")
+    architecture: str | None = Field(
+        None,
+        description="the network a PyTorch state dict loads into: module:Class (importable), or file.py:Class "
+        "(a Python file beside the card; no PYTHONPATH needed)",
+    )
     inputs: list[InputSpec] = Field(min_length=1)
     outputs: list[str] = Field(min_length=1)
     dataset: DatasetSpec
@@ -511,10 +515,11 @@ def parse_card(data: Any, path: Path, registry: Registry | None = None) -> Card:
         if isinstance(frontend, str) and frontend not in registry.axis("frontend"):  # said with the rest, as before
             message += f"\n  - {_frontend_problem(frontend, registry)}"
         raise CardError(message) from None
+    card = card.model_copy(update={"path": path.resolve()})  # before the checks: a frontend may read beside it
     problems = check_names(card, registry)
     if problems:
         raise CardError("\n".join([f"{path}: invalid model card", *(f"  - {line}" for line in problems)]))
-    return card.model_copy(update={"path": path.resolve()})
+    return card
 
 
 class _CardAliasError(yaml.YAMLError):

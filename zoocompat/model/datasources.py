@@ -97,8 +97,10 @@ class SamplePool:
     images for the inputs named in ``images`` (the caller applies the image
     preprocessing, layout and cast), else one array ``[N, *sample_shape]`` in
     the input's dtype. ``labels`` holds one label per sample (int64 class
-    indices, or strings), or is ``None`` when the source has none; ``classes``
-    names the classes in index order (``[]`` when none).
+    indices, or strings; an ``arrays`` / ``input_list`` source may also give
+    floats, or a numeric array ``[N, ...]`` such as boxes or masks), or is
+    ``None`` when the source has none; ``classes`` names the classes in index
+    order (``[]`` when none).
     """
 
     inputs: dict[str, list[np.ndarray] | np.ndarray]
@@ -366,29 +368,47 @@ def _encode_labels(
 
 
 def _label_array(card: Card, array: np.ndarray, origin: str, field: str) -> np.ndarray:
-    """Labels read from an array: int64 class indices or strings, one per sample."""
+    """Labels read from an array, sample axis first.
+
+    One label per sample (shape ``[N]`` or ``[N, 1]``): int64 class indices (whole-number floats included),
+    strings, or floats as they are (regression targets). Any other shape ``[N, ...]`` is a numeric label per
+    sample (boxes ``[N, M, 5]``, masks ``[N, H, W]``, landmarks ``[N, K, 2]``): integers keep their dtype,
+    booleans become uint8 and floats stay float (float16 read as float32). NaN and infinity are refused.
+    """
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
-    if array.ndim != 1:
+    if array.ndim == 0:
         raise _SourceError(
-            card, field, f"{origin} holds labels of shape {list(array.shape)}; give one label per sample, shape [N]"
+            card, field, f"{origin} holds a single value; give labels with the sample axis first, shape [N, ...]"
         )
     kind = array.dtype.kind
-    if kind in "iub":
-        return array.astype(np.int64)
-    if kind in "US":
-        return array.astype(str)
-    if kind == "f":
-        bad = ~np.isfinite(array) | (array != np.round(array))
-        if not bad.any():
-            return array.astype(np.int64)
-        at = int(np.flatnonzero(bad)[0])
+    if kind not in "iubf" and not (kind in "US" and array.ndim == 1):
+        wanted = "integers, floats or strings" if array.ndim == 1 else "numbers (integers or floats)"
         raise _SourceError(
-            card,
-            field,
-            f"{origin} holds label {array[at]} at sample {at}; labels are class indices (whole numbers) or strings",
+            card, field, f"{origin} holds {array.dtype} labels of shape {list(array.shape)}; give {wanted}"
         )
-    raise _SourceError(card, field, f"{origin} holds {array.dtype} labels; give integers or strings")
+    if kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise _SourceError(
+                card,
+                field,
+                f"{origin} holds label value {array[at]} at index {list(at)} (sample {at[0]}); labels must be "
+                "finite numbers, so no NaN or infinity (mark padding with a value the metric documents, e.g. -1)",
+            )
+    if array.ndim == 1:
+        if kind in "iub":
+            return array.astype(np.int64)
+        if kind in "US":
+            return array.astype(str)
+        if (array == np.round(array)).all():
+            return array.astype(np.int64)  # whole numbers: class indices, as before
+    if kind == "b":
+        return array.astype(np.uint8)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    return array
 
 
 def _read_text(card: Card, path: Path, field: str) -> str:
