@@ -93,11 +93,12 @@ def _card_needs_architecture(card: Card) -> bool:
     """Whether the card alone shows a state dict (which needs ``architecture``): a source suffix that only a
     state dict has, or a local ``.pt``/``.pth`` file whose content says so (once the card's folder is known;
     before that, :meth:`PytorchFrontend.check_model` and ``load`` look into it). A ``.pt`` inside a wheel
-    and a recipe's file cannot be looked into: they count as state dicts.
+    cannot be looked into: it counts as a state dict. A recipe's file is judged when the recipe has run (a
+    recipe may write a TorchScript archive or a ``.pt2`` program, which need none).
     """
     name = _source_file_name(card)
     if name is None:
-        return True
+        return False
     suffix = PurePosixPath(name).suffix.lower()
     if suffix in SUFFIX_FORMATS:
         return SUFFIX_FORMATS[suffix] not in SELF_CONTAINED

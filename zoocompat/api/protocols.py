@@ -58,12 +58,16 @@ Batch = dict[str, "np.ndarray"]
 class LabeledPool:
     """Deterministic labeled samples of one dataset split, before preprocessing.
 
-    ``samples`` is an array ``N x H x W x C`` (uint8 or float32 images) and
-    ``labels`` holds one label per sample: an int class index, or a string
-    for text-recognition datasets.
+    ``samples`` is an array ``N x H x W x C`` (uint8 or float32 images, which
+    feed a card's one input through its image preprocessing), or a ``dict``
+    from input name to model-ready tensors ``[N, *sample_shape]`` (a text or
+    audio dataset feeding several inputs; cast to each input's dtype, never
+    image-preprocessed). ``labels`` holds one label per sample, sample axis
+    first: an int class index, a string (text recognition), or an array
+    (boxes ``[M, 5]``, a mask ``[H, W]``, landmarks ``[K, 2]``).
     """
 
-    samples: np.ndarray
+    samples: np.ndarray | dict[str, np.ndarray]
     labels: np.ndarray
     classes: list[str] = field(default_factory=list)
 

@@ -176,8 +176,33 @@ def _pool(card: Card, dataset: Dataset | None, cache: ArtifactCache | None) -> S
     assert dataset is not None, "a card with dataset.name needs its registered dataset"
     spec = card.dataset
     pool = dataset.load("test", spec.seed, dict(spec.params))
+    if isinstance(pool.samples, dict):  # model-ready tensors per input (a text or audio dataset)
+        tensors = _checked_tensors(card, pool.samples)
+        return SamplePool(tensors, frozenset(), np.asarray(pool.labels), list(pool.classes))
     name = _image_inputs(card).name
     return SamplePool({name: pool.samples}, frozenset({name}), np.asarray(pool.labels), list(pool.classes))
+
+
+def _checked_tensors(card: Card, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A registered dataset's per-input tensors, each at the card input's sample shape and dtype."""
+    out = {}
+    for spec in card.inputs:
+        if spec.name not in tensors:
+            raise CellError(
+                "bad_input",
+                f"{card.path}: dataset {card.dataset.name!r} yields inputs {sorted(tensors)}, the card's input "
+                f"{spec.name!r} is not among them; name the card's inputs as the dataset does (inputs.name)",
+            )
+        values = np.asarray(tensors[spec.name])
+        if values.shape[1:] != spec.sample_shape:
+            raise CellError(
+                "bad_input",
+                f"{card.path}: dataset {card.dataset.name!r} yields {spec.name!r} samples of shape "
+                f"{values.shape[1:]}, the card's input takes {spec.sample_shape} (inputs.shape {spec.shape}); "
+                "fix inputs.shape or the dataset's params",
+            )
+        out[spec.name] = cast(values, spec.dtype)
+    return out
 
 
 def _model_inputs(card: Card, pool: SamplePool, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -247,6 +272,11 @@ def training_inputs(
         return _model_inputs(card, pool, spare[:limit]) if len(spare) else None
     assert dataset is not None, "a card with dataset.name needs its registered dataset"
     pool = dataset.load("train", card.dataset.seed, dict(card.dataset.params))
+    if isinstance(pool.samples, dict):
+        tensors = _checked_tensors(card, pool.samples)
+        count = len(next(iter(tensors.values()))) if tensors else 0
+        order = np.random.default_rng(card.dataset.seed).permutation(count)[:limit]
+        return {name: values[order] for name, values in tensors.items()} if count else None
     if not len(pool.samples):
         return None
     order = np.random.default_rng(card.dataset.seed).permutation(len(pool.samples))[:limit]
