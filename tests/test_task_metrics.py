@@ -529,3 +529,15 @@ def test_arrays_sources_take_numeric_labels_of_any_shape(tmp_path):
         load_source(_card(tmp_path, boxes))
     with pytest.raises(CellError, match=r"dataset.source.labels.*numbers"):
         load_source(_card(tmp_path, np.array([["a", "b"]] * 3)))
+
+
+def test_regression_against_fp32_needs_no_labels():
+    from zoocompat_plugins.metrics.regression import Mae
+
+    metric = Mae().configure({"against": "fp32", "scale": 100.0})
+    assert metric.compared_with == "fp32" and Mae().compared_with == "labels"  # the registered one unchanged
+    fp32 = np.array([[0.10], [0.90]])
+    assert metric.score(fp32, fp32) == pytest.approx([0.0, 0.0])
+    assert metric.score(np.array([[0.12], [0.85]]), fp32) == pytest.approx([2.0, 5.0])  # points of probability
+    with pytest.raises(CellError, match=r"metric.params.against"):
+        Mae().configure({"against": "teacher"})

@@ -18,6 +18,12 @@ values are brought to the labels' units by ``metric.params``::
       output: age
       params: {scale: 100.0, offset: 0.0}   # label = output * scale + offset (defaults 1 and 0)
 
+``against: fp32`` measures the error against the FP32 model's output on the same
+samples instead of labels (a fidelity measure that needs no labels, in the output's
+own units: a probability's absolute error, where a per-sample SQNR of one scalar
+would be swayed by how small the value is); ``scale`` and ``offset`` then apply to
+both sides.
+
 Only numpy is imported here.
 """
 
@@ -33,7 +39,7 @@ from zoocompat.api.errors import CellError
 
 __all__ = ["Mae", "Rmse"]
 
-PARAMS = ("scale", "offset")
+PARAMS = ("scale", "offset", "against")
 
 
 class _Regression:
@@ -41,6 +47,8 @@ class _Regression:
 
     name = ""
     higher_is_better = False
+    #: what the output is compared with: the labels, or (``against: fp32``) the FP32 model's output
+    compared_with = "labels"
 
     def __init__(self) -> None:
         self.scale = 1.0
@@ -56,6 +64,14 @@ class _Regression:
                 f"allowed: {list(PARAMS)}; fix metric.params in the card",
             )
         configured = copy.copy(self)
+        against = params.get("against", "labels")
+        if against not in ("labels", "fp32"):
+            raise CellError(
+                "bad_input",
+                f"metric {self.name!r}: metric.params.against must be labels or fp32, got {against!r}; "
+                "fix metric.params.against in the card",
+            )
+        configured.compared_with = against
         for key, default in (("scale", 1.0), ("offset", 0.0)):
             value = params.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
@@ -100,7 +116,10 @@ class _Regression:
             )
         count = len(labels)
         predicted = output.astype(np.float64).reshape(count, -1) * self.scale + self.offset
-        return predicted - labels.astype(np.float64).reshape(count, -1)
+        target = labels.astype(np.float64).reshape(count, -1)
+        if self.compared_with == "fp32":  # the FP32 output, in the output's units like the prediction
+            target = target * self.scale + self.offset
+        return predicted - target
 
 
 class Mae(_Regression):

@@ -53,5 +53,5 @@ def measured_fp32(card: Card, cache: ArtifactCache | None = None) -> float | Non
     report = (cache or ArtifactCache()).root / "convert" / convert_key(card) / "convert.json"
     try:
         return float(json.loads(report.read_text())["onnx_metric"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: a fidelity-only card has no FP32 metric
         return None
