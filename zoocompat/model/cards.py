@@ -342,7 +342,9 @@ class MetricSpec(_Strict):
 
     name: str
     output: str | Annotated[list[str], Field(min_length=1)]
-    fp32_reference: Finite | None = None
+    fp32_reference: Finite | None = Field(
+        None, description="the FP32 value the model must reach: a floor, or a ceiling for a lower-is-better metric"
+    )
     params: Params = Field(default_factory=dict, description="passed to the metric's configure()")
 
 

@@ -146,8 +146,16 @@ def _module_digest(module_name: str) -> str | None:
 def run_recipe(card: Card, source: RecipeSource, cache: ArtifactCache) -> Path:
     """Train (once) with the card's recipe; the recipe writes its model file into a folder."""
     module_name, _, func_name = source.recipe.partition(":")
+    architecture = card.architecture or ""
+    network = None if architecture.partition(":")[0].endswith(".py") else _module_digest(architecture.partition(":")[0])
     key = key_of(
-        "recipe", source.recipe, _module_digest(module_name), source.params, card.dataset.name, tool_versions()
+        "recipe",
+        source.recipe,
+        _module_digest(module_name),
+        source.params,
+        card.dataset.name,
+        tool_versions(),
+        *([network] if network else []),  # the network's code (a module's); absent keeps older keys valid
     )
 
     def build(out: Path) -> None:

@@ -169,8 +169,13 @@ class CellRunner:
         """Calibration / evaluation tensors and labels for ``card``."""
         dataset = self._dataset(card)
         own = source_digest(card, self.cache) if card.dataset.source is not None else None  # the user's files
+        code = reuse.plugin_digest(dataset) if dataset is not None else None  # the dataset plugin's own code
         key = key_of(
-            "data", card.dataset.model_dump(mode="json"), [i.model_dump(mode="json") for i in card.inputs], own
+            "data",
+            card.dataset.model_dump(mode="json"),
+            [i.model_dump(mode="json") for i in card.inputs],
+            own,
+            *([code] if code else []),
         )
         build = lambda out: build_card_data(card, dataset, self.cache).save(out / "data.npz")  # noqa: E731
         entry = self.cache.entry("data", key, build)
@@ -506,10 +511,12 @@ class CellRunner:
             )
         )
         reference_value = card.metric.fp32_reference
-        if reference_value is not None and fp32_value is not None and fp32_value < reference_value:
+        short = fp32_value is not None and reference_value is not None
+        if short and (fp32_value < reference_value if metric.higher_is_better else fp32_value > reference_value):
+            side = "below" if metric.higher_is_better else "above"  # the reference is a ceiling for an error
             raise CellError(
                 "accuracy",
-                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(scores)} samples is below "
+                f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(scores)} samples is {side} "
                 f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
             )
         measured, limit = _measured(metric.name, floor, paired, fp32_value, value, record.metric.interval, tolerance)

@@ -94,6 +94,15 @@ def code_files(backend: Any) -> list[Path]:
     return sorted(files)
 
 
+def plugin_digest(plugin: Any) -> str | None:
+    """sha256 of the one file that defines ``plugin``'s class (a dataset's generator: edited code, new data);
+    ``None`` when it has no file.
+    """
+    module = sys.modules.get(type(plugin).__module__)
+    path = getattr(module, "__file__", None)
+    return _sources_digest((str(Path(path).resolve()),)) if path and Path(path).is_file() else None
+
+
 def code_digest(backend: Any) -> str:
     """sha256 of :func:`code_files` of ``backend``: their paths and bytes."""
     return _sources_digest(tuple(str(path) for path in code_files(backend)))
