@@ -381,3 +381,33 @@ def test_onnx_with_external_data_matches_its_onnx(tmp_path, monkeypatch, batch_d
     with pytest.raises(CellError) as missing:
         frontend.load(card, folder / "model.onnx")
     assert missing.value.category == "bad_input" and "orientation.yaml" in missing.value.message
+
+
+def test_onnx_with_every_tensor_outside_runs_natively(tmp_path):
+    """``size_threshold=0`` puts even a Reshape's shape tensor in the data file, which onnxruntime refuses to
+    read from there: the native run reads the data in first, as export does.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "flat"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.array([1, -1], np.int64), "flat"), numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
+    fields = {
+        "frontend": "onnx",
+        "source": {"kind": "file", "path": "m.onnx"},
+        "inputs": [{"name": "x", "shape": [1, 3, 4]}],
+        "outputs": ["y"],
+    }
+    card = load_card(_write_card(tmp_path, "all_outside", fields, {"x": [-1.0, 1.0]}))
+    frontend = registry().get("frontend", "onnx")
+    batch = _batch(card, {"x": (-1.0, 1.0)})
+    native = frontend.native_forward(frontend.load(card, tmp_path / "m.onnx"), card, batch)
+    np.testing.assert_allclose(native["y"], batch["x"].reshape(len(batch["x"]), -1) @ weights, rtol=1e-5)

@@ -76,7 +76,13 @@ class OnnxFrontend:
         """
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        source = Path(model)
+        graph = self._read(source)
+        if inline_external_data(graph, source.parent, f"{card.name}: {source.name}"):
+            # read in here, as export does: onnxruntime refuses small tensors (a Reshape's shape) kept outside
+            session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        else:
+            session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
         graph_names = [i.name for i in session.get_inputs()]
         by_graph = {graph: inputs[spec.name] for graph, spec in zip(graph_names, card.inputs, strict=True)}
         ranks = batching.session_ranks(session)
