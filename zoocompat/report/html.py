@@ -85,7 +85,7 @@ def _html_cell(cell: CellRecord, registry: Registry | None = None) -> HtmlCell:
     if m and m.value is not None:
         out.metric = f"{m.value:.3f}"
         if m.drop is not None and cell.precision != "fp32":
-            out.drop = f"Δ {m.drop * 100:+.1f} pt"
+            out.drop = m.drop_text()
     if chosen_technique(cell):
         out.metric = f"[{chosen_technique(cell)}] {out.metric}".strip()
     if cell.coverage and cell.coverage.total_nodes and not is_reference(cell, registry):

@@ -48,6 +48,17 @@ class MetricResult(_Model):
     drop_method: str | None = None
     samples_needed: int | None = None
     native_fp32: float | None = None
+    #: how the drop reads: ``points`` (a 0..1 score, shown x100) or ``value`` (an error such as NME or MAE, or a
+    #: score in its own units, shown as it is); ``None`` in results written before it: points
+    drop_unit: Literal["points", "value"] | None = None
+
+    def drop_text(self, low: float | None = None, high: float | None = None) -> str:
+        """The drop as a table shows it, ``Δ +1.2 pt`` or ``Δ +0.0031``, with its interval when given."""
+        if self.drop_unit == "value":
+            shown = f"Δ {self.drop:+.3g}"
+            return shown if low is None else f"{shown}, {low:+.3g}…{high:+.3g}"
+        shown = f"Δ {self.drop * 100:+.1f} pt"
+        return shown if low is None else f"{shown}, {low * 100:+.1f}…{high * 100:+.1f}"
 
 
 class Coverage(_Model):

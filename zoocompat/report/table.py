@@ -53,10 +53,9 @@ def cell_text(cell: CellRecord, registry: Registry | None = None) -> str:
     if m and m.value is not None:
         parts.append(f"{m.value:.3f}")
         if m.drop is not None and cell.precision != "fp32":
-            parts.append(f"(Δ {m.drop * 100:+.1f} pt)")
             interval = getattr(m, "drop_interval", None)
-            if cell.status == "inconclusive" and interval:
-                parts[-1] = f"(Δ {m.drop * 100:+.1f} pt, {interval[0] * 100:+.1f}…{interval[1] * 100:+.1f})"
+            shown = m.drop_text(*interval) if cell.status == "inconclusive" and interval else m.drop_text()
+            parts.append(f"({shown})")
     if cell.status in STATUS_WORD:
         parts.append(STATUS_WORD[cell.status])
     if cell.category and cell.status not in ("pass", "xpass"):

@@ -105,6 +105,7 @@ def _quantization_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 def _measured(
     name: str,
+    higher_is_better: bool,
     floor: bool,
     paired: PairedDrop,
     fp32: float | None,
@@ -120,6 +121,12 @@ def _measured(
             f"the floor {tolerance:.2f}",
         )
     low, high = paired.interval
+    if not higher_is_better or not 0.0 <= fp32 <= 1.0:  # an error (NME, MAE) or a score in its own units
+        return (
+            f"{name} {'rose' if not higher_is_better else 'dropped'} by {paired.drop:.4g} ({fp32:.4g} -> {value:.4g} "
+            f"on {paired.samples} samples; 95% interval of the paired change {low:.4g} .. {high:.4g})",
+            f"the tolerance {tolerance:.4g}",
+        )
     return (
         f"{name} dropped {paired.drop * 100:.2f} points ({fp32:.4f} -> {value:.4f} on {paired.samples} samples; "
         f"95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})",
@@ -489,6 +496,9 @@ class CellRunner:
             else paired.method,
             samples_needed=paired.samples_needed(bound) if verdict == "inconclusive" else None,
             native_fp32=converted.report["native_metric"],
+            drop_unit=None
+            if floor
+            else ("points" if metric.higher_is_better and 0.0 <= fp32_value <= 1.0 else "value"),
         )
         same_as_reference = cell.backend == self.registry.reference_backend()
         record.fidelity = Fidelity(
@@ -519,7 +529,9 @@ class CellRunner:
                 f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(scores)} samples is {side} "
                 f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
             )
-        measured, limit = _measured(metric.name, floor, paired, fp32_value, value, record.metric.interval, tolerance)
+        measured, limit = _measured(
+            metric.name, metric.higher_is_better, floor, paired, fp32_value, value, record.metric.interval, tolerance
+        )
         if verdict == "fail":
             raise CellError("accuracy", f"{measured}, {'below' if floor else 'more than'} {limit}")
         if unfaithful:
