@@ -7,9 +7,9 @@ import json
 from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
 from zoocompat.api.environment import tool_versions
 from zoocompat.api.errors import CellError
-from zoocompat.model.cards import Card, LocalFileSource
+from zoocompat.model.cards import Card, LocalFileSource, RecipeSource
 from zoocompat.model.datasources import source_digest
-from zoocompat.model.sources import sha256_path
+from zoocompat.model.sources import recipe_key, sha256_path
 
 
 def architecture_digest(card: Card) -> str | None:
@@ -35,6 +35,8 @@ def convert_key(card: Card) -> str:
     if isinstance(card.source, LocalFileSource):
         path = card.folder / card.source.path
         content = sha256_path(path) if path.exists() else None  # a file, or a SavedModel folder
+    if isinstance(card.source, RecipeSource):  # the trained file changes with the recipe's code
+        content = recipe_key(card, card.source)
     data = None
     if card.dataset.source is not None:
         try:

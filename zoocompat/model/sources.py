@@ -143,20 +143,45 @@ def _module_digest(module_name: str) -> str | None:
     return sha256_file(Path(origin)) if origin and Path(origin).is_file() else None
 
 
-def run_recipe(card: Card, source: RecipeSource, cache: ArtifactCache) -> Path:
-    """Train (once) with the card's recipe; the recipe writes its model file into a folder."""
-    module_name, _, func_name = source.recipe.partition(":")
-    architecture = card.architecture or ""
-    network = None if architecture.partition(":")[0].endswith(".py") else _module_digest(architecture.partition(":")[0])
-    key = key_of(
+def _package_digest(module_name: str) -> str | None:
+    """sha256 of every ``.py`` file of the top-level package ``module_name`` lives in (its recipes, networks
+    and datasets: what a recipe imports), found without importing it; ``None`` for a lone module.
+    """
+    try:
+        spec = importlib.util.find_spec(module_name.split(".")[0])
+    except (ImportError, ValueError):
+        return None
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if not folders:
+        return None
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.py")):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def recipe_key(card: Card, source: RecipeSource) -> str:
+    """Cache key of a recipe's model file: the recipe, its parameters, the dataset and tools, and the code of
+    the recipe's whole top-level package (the network and data modules it imports live there), so editing
+    any of them trains again, and every stage after it (:func:`zoocompat.model.measured.convert_key`) reruns.
+    """
+    module_name = source.recipe.partition(":")[0]
+    return key_of(
         "recipe",
         source.recipe,
         _module_digest(module_name),
         source.params,
         card.dataset.name,
         tool_versions(),
-        *([network] if network else []),  # the network's code (a module's); absent keeps older keys valid
+        _package_digest(module_name),
     )
+
+
+def run_recipe(card: Card, source: RecipeSource, cache: ArtifactCache) -> Path:
+    """Train (once) with the card's recipe; the recipe writes its model file into a folder."""
+    module_name, _, func_name = source.recipe.partition(":")
+    key = recipe_key(card, source)
 
     def build(out: Path) -> None:
         try:
