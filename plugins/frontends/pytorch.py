@@ -144,14 +144,12 @@ def _architecture_file(card: Card, target: str) -> Path:
     """The ``.py`` file an ``architecture`` names, resolved and checked to be inside the card's folder."""
     folder = card.folder.resolve()
     path = (folder / target).resolve()
-    try:
-        path.relative_to(folder)
-    except ValueError:
+    if not path.is_relative_to(folder):
         raise CellError(
             "bad_input",
             f"{_card_name(card)}: architecture {card.architecture!r} resolves to {path}, outside the card's folder "
             f"{folder}; keep the architecture's .py file beside the card",
-        ) from None
+        )
     if not path.is_file():
         raise CellError(
             "bad_input",

@@ -64,7 +64,7 @@ from zoocompat.model.cards import (
     TextData,
 )
 from zoocompat.model.input_list import input_list_files, read_input_list
-from zoocompat.model.sources import _inside, fetch_pypi_file, sha256_path
+from zoocompat.model.sources import fetch_pypi_file, sha256_path
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -153,7 +153,7 @@ def resolve_data_path(card: Card, value: DataPath, field: str, cache: ArtifactCa
             raise _SourceError(card, field, error.message) from None
     folder = card.folder.resolve()
     path = (folder / value).resolve()
-    if not _inside(path, folder):
+    if not path.is_relative_to(folder):
         raise _SourceError(
             card,
             field,
@@ -212,7 +212,7 @@ def _walk(card: Card, folder: Path, root: Path, field: str) -> list[tuple[str, P
                 continue
             target = entry.resolve()
             relative = prefix + entry.name
-            if not _inside(target, root):
+            if not target.is_relative_to(root):
                 raise _SourceError(
                     card,
                     field,
@@ -244,7 +244,7 @@ def _subfolders(card: Card, folder: Path, root: Path, field: str) -> list[str]:
         if entry.name.startswith("."):
             continue
         target = entry.resolve()
-        if not _inside(target, root):
+        if not target.is_relative_to(root):
             raise _SourceError(card, field, f"{entry} is a link to {target}, outside {root}; copy it into the folder")
         if target.is_dir():
             names.append(entry.name)
@@ -615,7 +615,7 @@ def _files_at_top(folder: Path, root: Path) -> list[tuple[str, Path]]:
     found = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         target = entry.resolve()
-        if not entry.name.startswith(".") and _inside(target, root) and target.is_file():
+        if not entry.name.startswith(".") and target.is_relative_to(root) and target.is_file():
             found.append((entry.name, target))
     return found
 
@@ -1116,7 +1116,7 @@ def source_digest(card: Card, cache: ArtifactCache | None = None) -> str:
             if required:
                 raise
             continue  # an .npz key, in the spec
-        label = path.relative_to(folder).as_posix() if _inside(path, folder) else path.name
+        label = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.name
         add(field, label, path)
         if isinstance(source, InputListData) and field == "dataset.source.path":
             root = _root(card, value, path)
@@ -1127,7 +1127,7 @@ def source_digest(card: Card, cache: ArtifactCache | None = None) -> str:
             for where, files in listed:
                 for name, file in files.items():
                     real = file.resolve()
-                    if not _inside(real, root):
+                    if not real.is_relative_to(root):
                         raise _SourceError(card, field, f"{where} (input {name!r}): {file} is outside {root}")
                     if not real.is_file():
                         raise _SourceError(card, field, f"{where} (input {name!r}): file {file} does not exist")
@@ -1185,7 +1185,7 @@ def _input_list_problems(card: Card, source: InputListData) -> list[str]:
     for where, files in listed:
         for name, file in files.items():
             real = file.resolve()
-            if not _inside(real, root):
+            if not real.is_relative_to(root):
                 bad.append(f"{where} (input {name!r}): {file} is outside the card's folder {root}")
             elif not real.is_file():
                 bad.append(f"{where} (input {name!r}): {file} does not exist")

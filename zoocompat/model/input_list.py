@@ -112,14 +112,6 @@ def _read_raw(path: Path, shape: Sequence[int], dtype: np.dtype, where: str) -> 
     return values.astype(dtype).reshape(shape)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
-
-
 def input_list_files(path: Path, names: Sequence[str]) -> list[tuple[str, dict[str, Path]]]:
     """The ``.raw`` files an input list names: one ``(where, {input name: path})`` per sample, ``where``
     being ``list:line``. Relative paths are resolved against the list's folder.
@@ -194,7 +186,7 @@ def read_input_list(
     for where, files in input_list_files(path, list(inputs)):
         sample = {}
         for name, file in files.items():
-            if root is not None and not _inside(file.resolve(), root):
+            if root is not None and not file.resolve().is_relative_to(root):
                 raise CellError(
                     "bad_input",
                     f"{where} (input {name!r}): file {file} resolves to {file.resolve()}, outside {root}; "

