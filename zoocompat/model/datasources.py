@@ -187,6 +187,29 @@ def _file(card: Card, value: DataPath, field: str, what: str, cache: ArtifactCac
     return path
 
 
+def _entries(card: Card, directory: Path, root: Path, field: str) -> list[tuple[Path, Path]]:
+    """``directory``'s non-hidden entries as ``(entry, resolved target)``, sorted by name; an entry that
+    resolves outside ``root`` (a link out) is refused.
+    """
+    try:
+        entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    except OSError as error:
+        raise _SourceError(
+            card, field, f"cannot list {directory}: {error.strerror or error}; check its permissions"
+        ) from None
+    found = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        target = entry.resolve()
+        if not target.is_relative_to(root):
+            raise _SourceError(
+                card, field, f"{entry} is a link to {target}, outside {root}; copy it into the folder instead"
+            )
+        found.append((entry, target))
+    return found
+
+
 def _walk(card: Card, folder: Path, root: Path, field: str) -> list[tuple[str, Path]]:
     """Every file below ``folder`` as ``(relative posix path, resolved path)``, sorted by relative path.
 
@@ -201,23 +224,8 @@ def _walk(card: Card, folder: Path, root: Path, field: str) -> list[tuple[str, P
         if real in seen:
             return
         seen.add(real)
-        try:
-            entries = sorted(directory.iterdir(), key=lambda p: p.name)
-        except OSError as error:
-            raise _SourceError(
-                card, field, f"cannot list {directory}: {error.strerror or error}; check its permissions"
-            ) from None
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            target = entry.resolve()
+        for entry, target in _entries(card, directory, root, field):
             relative = prefix + entry.name
-            if not target.is_relative_to(root):
-                raise _SourceError(
-                    card,
-                    field,
-                    f"{entry} is a link to {target}, outside {root}; copy the file into the folder instead",
-                )
             if target.is_dir():
                 visit(entry, relative + "/")
             elif target.is_file():
@@ -233,22 +241,7 @@ def _with_extension(files: Iterable[tuple[str, Path]], extensions: Sequence[str]
 
 def _subfolders(card: Card, folder: Path, root: Path, field: str) -> list[str]:
     """The names of ``folder``'s (non-hidden) sub-folders, sorted; a link out of ``root`` is refused."""
-    names = []
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name)
-    except OSError as error:
-        raise _SourceError(
-            card, field, f"cannot list {folder}: {error.strerror or error}; check its permissions"
-        ) from None
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        target = entry.resolve()
-        if not target.is_relative_to(root):
-            raise _SourceError(card, field, f"{entry} is a link to {target}, outside {root}; copy it into the folder")
-        if target.is_dir():
-            names.append(entry.name)
-    return names
+    return [entry.name for entry, target in _entries(card, folder, root, field) if target.is_dir()]
 
 
 # --- values -------------------------------------------------------------------------------------------------------
