@@ -34,6 +34,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.metrics.params import one_output, positive_k, require_labels
 
 import zoocompat
 from zoocompat.api.errors import CellError
@@ -62,26 +63,14 @@ class RecallAtK:
                 f"metric 'recall_at_k': unknown metric.params.{unknown[0]} (all unknown: {unknown}); "
                 "allowed: ['k'] (neighbours looked at, default 1)",
             )
-        k = params.get("k", 1)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise CellError(
-                "bad_input",
-                f"metric 'recall_at_k': metric.params.k must be a whole number >= 1 (nearest neighbours looked "
-                f"at), got {k!r}; fix metric.params.k in the card",
-            )
         configured = copy.copy(self)
-        configured.k = int(k)
+        configured.k = positive_k(self.name, params, "nearest neighbours looked at")
         return configured
 
     def score(self, output: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """1.0 per query sample where one of its ``k`` most cosine-similar other samples shares its label."""
-        if isinstance(output, dict):
-            raise CellError(
-                "bad_input",
-                f"metric 'recall_at_k' reads one output; metric.output lists {sorted(output)}, name the embedding",
-            )
-        if labels is None or np.size(labels) == 0:
-            raise CellError("bad_input", "metric 'recall_at_k': no labels; give one identity label per sample")
+        one_output(self.name, output, "the embedding")
+        require_labels(self.name, labels, "give one identity label per sample")
         output, labels = np.asarray(output), np.asarray(labels)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]

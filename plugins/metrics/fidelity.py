@@ -21,6 +21,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.metrics.params import positive_k
 
 import zoocompat
 from zoocompat.api.errors import CellError
@@ -118,15 +119,8 @@ class Agreement:
             raise CellError(
                 "bad_input", f"metric 'agreement': unknown metric.params {unknown}; allowed: ['k'] (top-k, default 1)"
             )
-        k = params.get("k", 1)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise CellError(
-                "bad_input",
-                f"metric 'agreement': metric.params.k must be a whole number >= 1 (top-k classes), got {k!r}; "
-                "fix metric.params.k in the card",
-            )
         configured = copy.copy(self)
-        configured.k = int(k)
+        configured.k = positive_k(self.name, params, "top-k classes")
         return configured
 
     def score(self, output: np.ndarray, labels: np.ndarray) -> np.ndarray:

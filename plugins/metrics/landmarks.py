@@ -36,6 +36,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.metrics.params import one_output, require_labels
 
 import zoocompat
 from zoocompat.api.errors import CellError
@@ -150,15 +151,8 @@ class _Landmarks:
 
     def distances(self, output: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``|pred - gt| / norm`` per landmark, ``[N, K]``."""
-        if isinstance(output, dict):
-            raise CellError(
-                "bad_input",
-                f"metric {self.name!r} reads one output; metric.output lists {sorted(output)}, name the landmarks",
-            )
-        if labels is None or np.size(labels) == 0:
-            raise CellError(
-                "bad_input", f"metric {self.name!r}: no labels; give [N, K, 2] landmark coordinates per sample"
-            )
+        one_output(self.name, output, "the landmarks")
+        require_labels(self.name, labels, "give [N, K, 2] landmark coordinates per sample")
         output, labels = np.asarray(output), np.asarray(labels)
         if labels.ndim != 3 or labels.shape[2] != 2 or labels.dtype.kind not in "iuf":
             raise CellError(

@@ -33,6 +33,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.metrics.params import one_output, require_labels
 
 import zoocompat
 from zoocompat.api.errors import CellError
@@ -91,15 +92,8 @@ class _Regression:
 
     def errors(self, output: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``output * scale + offset - labels`` as ``[N, values per sample]`` float64."""
-        if isinstance(output, dict):
-            raise CellError(
-                "bad_input",
-                f"metric {self.name!r} reads one output; metric.output lists {sorted(output)}, name one of them",
-            )
-        if labels is None or np.size(labels) == 0:
-            raise CellError(
-                "bad_input", f"metric {self.name!r}: no labels; the card's data must give target values per sample"
-            )
+        one_output(self.name, output, "one of them")
+        require_labels(self.name, labels, "the card's data must give target values per sample")
         output, labels = np.asarray(output), np.asarray(labels)
         if labels.dtype.kind not in "iuf":
             raise CellError(

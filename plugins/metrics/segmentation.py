@@ -36,6 +36,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from zoocompat_plugins.metrics.params import one_output, require_labels
 
 import zoocompat
 from zoocompat.api.errors import CellError
@@ -149,12 +150,8 @@ class MeanIou:
 
     def score(self, output: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Per image, the mean IoU over the classes present in its ground truth or prediction."""
-        if isinstance(output, dict):
-            raise CellError(
-                "bad_input", f"metric 'miou' reads one output; metric.output lists {sorted(output)}, name the mask"
-            )
-        if labels is None or np.size(labels) == 0:
-            raise CellError("bad_input", "metric 'miou': no labels; give an [N, H, W] class map per sample")
+        one_output(self.name, output, "the mask")
+        require_labels(self.name, labels, "give an [N, H, W] class map per sample")
         output, labels = np.asarray(output), np.asarray(labels)
         if labels.ndim == 4 and 1 in (labels.shape[1], labels.shape[3]):
             labels = labels[:, 0] if labels.shape[1] == 1 else labels[..., 0]
