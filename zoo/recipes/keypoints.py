@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models.keypoint_net import KeypointNet
+from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
 
@@ -60,27 +61,26 @@ def train_shape_keypoints(
     """
     from safetensors.torch import save_file
 
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # Denormal optimizer state can slow a CPU step many times over; flushing it to zero is harmless here.
-    torch.set_flush_denormal(True)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed, THREADS)
     images, targets = keypoint_tensors("train", seed, count)
     model = KeypointNet()
-    steps = epochs * -(-len(targets) // batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss_fn = nn.SmoothL1Loss(beta=0.02)
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(targets), generator=generator).split(batch_size):
-            inputs, wanted = _flip(images[batch], targets[batch], generator)
-            loss = loss_fn(model(inputs), wanted)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        inputs, wanted = _flip(images[batch], targets[batch], generator)
+        return loss_fn(model(inputs), wanted)
+
+    fit(
+        model,
+        model.parameters(),
+        len(targets),
+        loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=1e-4,
+        generator=generator,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().contiguous() for name, tensor in model.eval().state_dict().items()}

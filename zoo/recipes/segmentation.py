@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models.tiny_unet import IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES, WIDTHS, TinyUNet
+from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
 
@@ -63,32 +64,30 @@ def train_shapes_unet(out_dir: Path, epochs: int = 4, seed: int = 0, lr: float =
     """Train the tiny U-Net with AdamW, a one-cycle schedule and left-right flips on :data:`TRAIN_COUNT`
     scenes of the ``shape_masks`` train split (drawn with ``seed``), then write ``out_dir/model.torchscript``.
     """
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # Denormal optimizer state can slow a CPU step many times over; flushing it to zero is harmless here.
-    torch.set_flush_denormal(True)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed, THREADS)
     images, labels = shape_mask_tensors("train", seed, TRAIN_COUNT)
     model = TinyUNet(WIDTHS).to(memory_format=torch.channels_last)
     aux_head = nn.Conv2d(WIDTHS[-1], NUM_CLASSES, 1)
-    parameters = [*model.parameters(), *aux_head.parameters()]
-    steps = epochs * -(-len(labels) // batch_size)
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(labels), generator=generator).split(batch_size):
-            x, y = _flip(images[batch], labels[batch], generator)
-            logits, bottleneck = model.forward_with_bottleneck(x.contiguous(memory_format=torch.channels_last))
-            cell = y.shape[-1] // bottleneck.shape[-1]
-            centres = y[:, cell // 2 :: cell, cell // 2 :: cell]
-            loss = loss_fn(logits, y) + AUX_WEIGHT * loss_fn(aux_head(bottleneck), centres)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        x, y = _flip(images[batch], labels[batch], generator)
+        logits, bottleneck = model.forward_with_bottleneck(x.contiguous(memory_format=torch.channels_last))
+        cell = y.shape[-1] // bottleneck.shape[-1]
+        centres = y[:, cell // 2 :: cell, cell // 2 :: cell]
+        return loss_fn(logits, y) + AUX_WEIGHT * loss_fn(aux_head(bottleneck), centres)
+
+    fit(
+        model,
+        [*model.parameters(), *aux_head.parameters()],
+        len(labels),
+        loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=1e-4,
+        generator=generator,
+    )
     exported = model.to(memory_format=torch.contiguous_format).fused()
     example = torch.zeros(1, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad(), warnings.catch_warnings():

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from zoocompat_zoo.models.text_encoder import TextEncoder
+from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
 
@@ -36,26 +37,21 @@ def topic_tensors(split: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
 
 def train_topic_encoder(out_dir: Path, epochs: int = 8, seed: int = 0, lr: float = 3e-3, batch_size: int = 128) -> None:
     """Train a :class:`TextEncoder` with AdamW and a one-cycle schedule; write ``out_dir/model.pt``."""
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # Denormal optimizer state can slow a CPU step many times over; flushing it to zero is harmless here.
-    torch.set_flush_denormal(True)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed, THREADS)
     ids, mask, labels = topic_tensors("train", seed)
     model = TextEncoder()
-    steps = epochs * -(-len(labels) // batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(labels), generator=generator).split(batch_size):
-            loss = loss_fn(model(ids[batch], mask[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    fit(
+        model,
+        model.parameters(),
+        len(labels),
+        lambda batch: loss_fn(model(ids[batch], mask[batch]), labels[batch]),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=0.01,
+        generator=generator,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.eval().state_dict(), out_dir / MODEL_FILE)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models import timm_small
+from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
 
@@ -56,26 +57,22 @@ def _train(
     """Train ``factory()`` with AdamW and a one-cycle schedule on randomly shifted
     training images (up to ``max_shift`` pixels); save its state dict.
     """
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # Denormal optimizer state can slow a CPU step many times over; flushing it to zero is harmless here.
-    torch.set_flush_denormal(True)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed, THREADS)
     images, labels = mnist_tensors("train")
     model = factory()
-    steps = epochs * -(-len(labels) // batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(labels), generator=generator).split(batch_size):
-            loss = loss_fn(model(_shift(images[batch], max_shift, generator)), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    fit(
+        model,
+        model.parameters(),
+        len(labels),
+        lambda batch: loss_fn(model(_shift(images[batch], max_shift, generator)), labels[batch]),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=(0.9, beta2),
+        generator=generator,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.eval().state_dict(), out_dir / MODEL_FILE)
