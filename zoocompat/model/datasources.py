@@ -40,7 +40,7 @@ import math
 import posixpath
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -426,6 +426,21 @@ def _read_label_file(card: Card, path: Path, field: str) -> np.ndarray:
     return _encode_labels(card, values, None, field)[0]
 
 
+def _jsonl(card: Card, path: Path, text: str, field: str) -> Iterator[tuple[str, str, Any]]:
+    """``(path:line, line, record)`` for each non-blank line of a JSONL file; a line that is not JSON is
+    refused.
+    """
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise _SourceError(card, field, f"{where}: not valid JSON ({error})") from None
+        yield where, line, record
+
+
 def _label_rows(card: Card, path: Path, field: str) -> list[tuple[str, str, Any]]:
     """``(where, file, label)`` rows of a CSV (``file,label`` header) or JSONL (``{"file", "label"}``) file."""
     text = _read_text(card, path, field)
@@ -451,14 +466,7 @@ def _label_rows(card: Card, path: Path, field: str) -> list[tuple[str, str, Any]
                 raise _SourceError(card, field, f"{where}: the row needs both a file and a label, got {row}")
             rows.append((where, file, label))
     elif suffix in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise _SourceError(card, field, f"{where}: not valid JSON ({error})") from None
+        for where, line, record in _jsonl(card, path, text, field):
             file = record.get("file") if isinstance(record, dict) else None
             label = record.get("label") if isinstance(record, dict) else None
             if not isinstance(file, str) or not file or not (isinstance(label, str) or _is_integer(label)):
@@ -849,14 +857,7 @@ def _read_texts(card: Card, source: TextData, path: Path) -> tuple[list[str], li
         )
     texts: list[str] = []
     labels: list[tuple[str, Any]] | None = [] if source.label_field is not None else None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise _SourceError(card, "dataset.source.path", f"{where}: not valid JSON ({error})") from None
+    for where, _line, record in _jsonl(card, path, text, "dataset.source.path"):
         value = record.get(source.text_field) if isinstance(record, dict) else None
         if not isinstance(value, str):
             raise _SourceError(
