@@ -77,6 +77,13 @@ NUMERIC_FIELDS: list[tuple[str, str, Callable[[dict, Any], None], list[Any]]] = 
     ("metric.params", "metric.params", _put("metric.params.k", [1, None]), []),
     ("dataset.calibration", "dataset.calibration", _put("dataset.calibration"), [0, -3, 2.5, MAX_SAMPLES + 1]),
     ("dataset.evaluation", "dataset.evaluation", _put("dataset.evaluation"), [0, -5, 1.5, MAX_SAMPLES + 1]),
+    (
+        "dataset.max_evaluation",
+        "dataset.max_evaluation",
+        _put("dataset.max_evaluation"),
+        [0, -5, 1.5, 1, MAX_SAMPLES + 1],  # 1: below evaluation, the first look
+    ),
+    ("dataset.budget_s", "dataset.budget_s", _put("dataset.budget_s"), [0, -1.0, 86_400 * 2]),
     ("dataset.seed", "dataset.seed", _put("dataset.seed"), [-1, 0.5, MAX_SEED + 1]),
     ("dataset.params", "dataset.params", _put("dataset.params.noise"), []),
     ("source.params", "source.recipe.params", _recipe, []),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from zoocompat.api.errors import CardError
 from zoocompat.api.protocols import optional
@@ -36,6 +36,8 @@ MAX_CARD_BYTES_ENV = "ZOOCOMPAT_MAX_CARD_BYTES"
 DEFAULT_MAX_CARD_BYTES = 1 << 20
 #: Most samples a dataset split may take (calibration or evaluation).
 MAX_SAMPLES = 1_000_000
+#: Most seconds a card's ``dataset.budget_s`` may give one cell's later looks (a day).
+MAX_BUDGET_S = 86_400.0
 #: Largest seed (numpy's and scikit-learn's generators take seeds in [0, 2**32)).
 MAX_SEED = 2**32 - 1
 #: Largest image dim (height, width, crop, channels) a card may give.
@@ -304,6 +306,15 @@ DataSource = Annotated[
 ]
 
 
+def _sample_limit(value: Any) -> Any:
+    """``dataset.max_evaluation``: a whole number of samples in 1..MAX_SAMPLES, or ``pool``, in one message."""
+    if value == "pool" or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SAMPLES:
+        raise ValueError(f"give a whole number of samples from 1 to {MAX_SAMPLES}, or pool; got {value!r}")
+    return value
+
+
 class DatasetSpec(_Strict):
     """Where samples come from and how many each split takes.
 
@@ -316,7 +327,14 @@ class DatasetSpec(_Strict):
     name: str | None = None
     source: DataSource | None = None
     calibration: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
+    #: the first look's evaluation samples (see :mod:`zoocompat.verdict.sequential`)
     evaluation: Annotated[int, Field(gt=0, le=MAX_SAMPLES)]
+    #: the most evaluation samples later looks may grow to: a number, ``pool`` (all the data holds after
+    #: calibration), or unset: ``pool`` for a registered dataset, ``evaluation`` for the card's own data
+    #: (whose samples past it are QAT's training data)
+    max_evaluation: Annotated[int | Literal["pool"], BeforeValidator(_sample_limit)] | None = None
+    #: seconds of backend run time the later looks of one cell may spend (the first look always runs)
+    budget_s: Annotated[float, Field(gt=0, le=MAX_BUDGET_S, allow_inf_nan=False)] | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     params: Params = Field(default_factory=dict)
 
@@ -330,6 +348,33 @@ class DatasetSpec(_Strict):
         if self.source is not None and self.params:
             raise ValueError("params belong to a registered dataset (name); a source takes its own fields")
         return self
+
+    @field_validator("max_evaluation")
+    @classmethod
+    def _not_below_first_look(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        first = info.data.get("evaluation")
+        if isinstance(value, int) and first is not None and value < first:
+            raise ValueError(f"{value} is below evaluation {first} (the first look); raise it, or remove it")
+        return value
+
+    def most_evaluation(self, pool: int | None) -> int:
+        """The most evaluation samples this card's cells may use, given ``pool`` evaluation samples available
+        (``None``: unknown, taken as unlimited).
+        """
+        limit = self.max_evaluation
+        if limit is None:
+            limit = "pool" if self.name is not None else self.evaluation
+        most = MAX_SAMPLES if limit == "pool" else limit
+        return max(self.evaluation, min(most, pool if pool is not None else most))
+
+    @property
+    def reserved_for_evaluation(self) -> int:
+        """Samples of the card's own data kept from QAT training: as many as evaluation may ever take
+        (all of them for ``max_evaluation: pool``).
+        """
+        if self.max_evaluation == "pool":
+            return MAX_SAMPLES
+        return self.max_evaluation or self.evaluation
 
 
 class MetricSpec(_Strict):

@@ -43,6 +43,9 @@ class CardData:
     labels: np.ndarray | None
     #: whether each input's first dim is the batch dim (:attr:`InputSpec.batched`)
     batched: dict[str, bool]
+    #: how many evaluation samples the pool holds after calibration (what later looks may grow to);
+    #: ``None`` when not known (data cached before it was recorded)
+    pool: int | None = None
 
     @property
     def samples(self) -> int:
@@ -57,6 +60,8 @@ class CardData:
             arrays[f"{_EVALUATION}.{index}"] = self.evaluation[name]
         if self.labels is not None:
             arrays["labels"] = self.labels
+        if self.pool is not None:
+            arrays["pool"] = np.asarray(self.pool, dtype=np.int64)
         np.savez(path, **arrays)
 
     @classmethod
@@ -68,6 +73,7 @@ class CardData:
                 {spec.name: data[f"{_EVALUATION}.{i}"] for i, spec in enumerate(inputs)},
                 data["labels"] if "labels" in data.files else None,
                 {spec.name: spec.batched for spec in inputs},
+                int(data["pool"]) if "pool" in data.files else None,
             )
 
     def eval_batch(self) -> dict[str, np.ndarray]:
@@ -226,19 +232,15 @@ def _model_inputs(card: Card, pool: SamplePool, indices: np.ndarray) -> dict[str
     return out
 
 
-def build_card_data(card: Card, dataset: Dataset | None, cache: ArtifactCache | None = None) -> CardData:
-    """Draw the calibration and evaluation splits of ``card`` from its registered ``dataset`` (``dataset.name``)
-    or its own data (``dataset.source``): a seeded permutation, calibration first, then evaluation, so the
-    two never overlap.
-    """
+def _checked_pool(card: Card, dataset: Dataset | None, cache: ArtifactCache | None) -> SamplePool:
+    """The card's pool, with at least its calibration and first-look samples and one label per sample."""
     spec = card.dataset
     pool = _pool(card, dataset, cache)
     need = spec.calibration + spec.evaluation
-    origin = f"dataset {spec.name!r}" if spec.name else f"dataset.source ({spec.source.kind})"
     if len(pool) < need:
         raise CellError(
             "bad_input",
-            f"{card.path}: {origin} has {len(pool)} samples, the card asks for "
+            f"{card.path}: {_origin(card)} has {len(pool)} samples, the card asks for "
             f"calibration {spec.calibration} + evaluation {spec.evaluation} = {need}; lower them or add data",
         )
     if pool.labels is not None and len(pool.labels) != len(pool):
@@ -247,14 +249,56 @@ def build_card_data(card: Card, dataset: Dataset | None, cache: ArtifactCache | 
             f"{card.path}: dataset.source.labels: {len(pool.labels)} labels for {len(pool)} samples; "
             "give one label per sample",
         )
+    return pool
+
+
+def _origin(card: Card) -> str:
+    spec = card.dataset
+    return f"dataset {spec.name!r}" if spec.name else f"dataset.source ({spec.source.kind})"
+
+
+def build_card_data(card: Card, dataset: Dataset | None, cache: ArtifactCache | None = None) -> CardData:
+    """Draw the calibration and evaluation splits of ``card`` from its registered ``dataset`` (``dataset.name``)
+    or its own data (``dataset.source``): a seeded permutation, calibration first, then evaluation, so the
+    two never overlap. The evaluation split is the first look's ``dataset.evaluation`` samples; later looks
+    take the next ones of the same permutation (:func:`build_evaluation`).
+    """
+    spec = card.dataset
+    pool = _checked_pool(card, dataset, cache)
     order = np.random.default_rng(spec.seed).permutation(len(pool))
-    cal_idx, eval_idx = order[: spec.calibration], order[spec.calibration : need]
+    cal_idx, eval_idx = order[: spec.calibration], order[spec.calibration : spec.calibration + spec.evaluation]
     return CardData(
         calibration=_model_inputs(card, pool, cal_idx),
         evaluation=_model_inputs(card, pool, eval_idx),
         labels=None if pool.labels is None else np.asarray(pool.labels)[eval_idx],
         batched={i.name: i.batched for i in card.inputs},
+        pool=len(pool) - spec.calibration,
     )
+
+
+def pool_size(card: Card, dataset: Dataset | None, cache: ArtifactCache | None = None) -> int:
+    """How many evaluation samples ``card``'s pool holds after calibration."""
+    return len(_checked_pool(card, dataset, cache)) - card.dataset.calibration
+
+
+def build_evaluation(
+    card: Card, dataset: Dataset | None, start: int, stop: int, cache: ArtifactCache | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Evaluation samples ``start`` to ``stop`` (counted from the first look's first sample) and their labels:
+    the next draws of the permutation :func:`build_card_data` takes, so a later look extends the first.
+    """
+    spec = card.dataset
+    pool = _checked_pool(card, dataset, cache)
+    if spec.calibration + stop > len(pool):
+        raise CellError(
+            "bad_input",
+            f"{card.path}: {_origin(card)} holds {len(pool) - spec.calibration} evaluation samples after "
+            f"calibration {spec.calibration}, a look asks for {stop}; lower dataset.max_evaluation",
+        )
+    order = np.random.default_rng(spec.seed).permutation(len(pool))
+    index = order[spec.calibration + start : spec.calibration + stop]
+    labels = None if pool.labels is None else np.asarray(pool.labels)[index]
+    return _model_inputs(card, pool, index), labels
 
 
 def training_inputs(
@@ -267,7 +311,7 @@ def training_inputs(
     if card.dataset.source is not None:
         pool = load_source(card, cache)
         spare = np.random.default_rng(card.dataset.seed).permutation(len(pool))[
-            card.dataset.calibration + card.dataset.evaluation :
+            card.dataset.calibration + card.dataset.reserved_for_evaluation :
         ]
         return _model_inputs(card, pool, spare[:limit]) if len(spare) else None
     assert dataset is not None, "a card with dataset.name needs its registered dataset"

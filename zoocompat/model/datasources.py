@@ -981,7 +981,8 @@ def _load_text(card: Card, source: TextData, cache: ArtifactCache | None) -> Sam
 
 
 def _load_synthetic(card: Card, source: SyntheticData) -> SamplePool:
-    count = card.dataset.calibration + card.dataset.evaluation
+    spec = card.dataset  # as many samples as evaluation may ever take ("pool": no more than the first look)
+    count = spec.calibration + (spec.max_evaluation if isinstance(spec.max_evaluation, int) else spec.evaluation)
     rng = np.random.default_rng(card.dataset.seed)
     inputs = {}
     for spec in card.inputs:

@@ -11,6 +11,7 @@ records into ``results.json`` and ``support.md`` at the end.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -94,6 +95,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(same model bytes, inputs, runtime and backend code; see ZOOCOMPAT_REUSE_OUTPUTS)",
     )
     group.addoption(
+        "--max-evaluation",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most evaluation samples any cell's later looks may grow to (lowers a card's dataset.max_evaluation, "
+        "never raises it; see docs/sequential-verdicts.md)",
+    )
+    group.addoption(
+        "--evaluation-budget",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="most seconds any cell's later looks may spend on its backend (lowers a card's dataset.budget_s)",
+    )
+    group.addoption(
         "--known-failures",
         default=None,
         help="YAML of accepted failures, strict xfails, instead of the files plugins declare (zoocompat_known_failures "
@@ -127,6 +143,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(or model and SDK) it already works on first, then a model no worker has, then the biggest one left; "
         "--dist loadgroup keeps each on one worker (xdist_group mark); none: xdist's own scheduling",
     )
+
+
+def _positive_int(text: str) -> int:
+    """An option's whole number of at least 1 (argparse reports the error with the option's name)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """An option's finite number of seconds above 0."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(text)
+    return value
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -465,7 +497,15 @@ def zoo_runner(request: pytest.FixtureRequest):
 
     cards, _ = _zoo(request.config)
     reuse = False if request.config.getoption("rerun_backends") else None  # None: ZOOCOMPAT_REUSE_OUTPUTS decides
-    return CellRunner(registry(), cards, ArtifactCache(), _report(request.config), reuse_outputs=reuse)
+    return CellRunner(
+        registry(),
+        cards,
+        ArtifactCache(),
+        _report(request.config),
+        reuse_outputs=reuse,
+        max_evaluation=request.config.getoption("max_evaluation"),
+        budget_s=request.config.getoption("evaluation_budget"),
+    )
 
 
 @pytest.fixture(scope="session")

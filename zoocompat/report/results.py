@@ -27,14 +27,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LookResult(_Model):
+    """One look of a cell's sequential evaluation (:mod:`zoocompat.verdict.sequential`): the paired drop over
+    the first ``samples`` samples, its ``1 - alpha`` interval, and what that look decided.
+    """
+
+    samples: int
+    drop: float
+    interval: tuple[float, float]
+    alpha: float
+    verdict: Literal["pass", "fail", "inconclusive"]
+
+
 class MetricResult(_Model):
     """FP32 vs this cell's metric on the same evaluation samples.
 
-    ``interval`` is the 95% interval of ``value`` over ``samples`` (Wilson for
-    accuracies, a bootstrap for other scores);
-    ``drop_interval`` the 95% interval of the drop measured pair by pair on the
-    same samples (``drop_method`` says how), and ``samples_needed`` how many
-    evaluation samples would resolve an ``inconclusive`` verdict.
+    ``interval`` is the interval of ``value`` over ``samples`` (Wilson for
+    accuracies, a bootstrap for other scores) and ``drop_interval`` the interval
+    of the drop measured pair by pair on the same samples (``drop_method`` says
+    how), both at the last look's level (95% for a cell with one planned look;
+    ``1 - 0.05 / K`` for one of ``K`` looks). ``looks`` lists every look,
+    ``planned`` the sample sizes planned, ``stopped`` why the cell stopped
+    (``decided``; or, still open, ``pool`` exhausted, ``max_evaluation`` reached,
+    ``budget`` of seconds spent), ``pool`` the evaluation samples the data holds,
+    and ``samples_needed`` about how many would resolve an ``inconclusive`` verdict.
     """
 
     name: str
@@ -51,6 +67,10 @@ class MetricResult(_Model):
     #: how the drop reads: ``points`` (a 0..1 score, shown x100) or ``value`` (an error such as NME or MAE, or a
     #: score in its own units, shown as it is); ``None`` in results written before it: points
     drop_unit: Literal["points", "value"] | None = None
+    looks: list[LookResult] | None = None
+    planned: list[int] | None = None
+    stopped: Literal["decided", "pool", "max_evaluation", "budget"] | None = None
+    pool: int | None = None
 
     def drop_text(self, low: float | None = None, high: float | None = None) -> str:
         """The drop as a table shows it, ``Δ +1.2 pt`` or ``Δ +0.0031``, with its interval when given."""

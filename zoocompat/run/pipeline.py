@@ -30,17 +30,18 @@ from zoocompat.api.registry import Registry
 from zoocompat.diagnose.first_bad import diagnose_failure
 from zoocompat.model.cards import Card
 from zoocompat.model.check import model_mismatch
-from zoocompat.model.data import CardData, build_card_data, training_inputs
+from zoocompat.model.data import CardData, build_card_data, build_evaluation, pool_size, training_inputs
 from zoocompat.model.datasources import source_digest
 from zoocompat.model.measured import convert_key
 from zoocompat.model.sources import resolve_source
-from zoocompat.report.results import CellRecord, Coverage, Fidelity, MetricResult, ReportDir, Timing
+from zoocompat.report.results import CellRecord, Coverage, Fidelity, LookResult, MetricResult, ReportDir, Timing
 from zoocompat.run import reuse
 from zoocompat.run.autoquant import auto_quant_cell
 from zoocompat.run.matrix import Cell
 from zoocompat.run.scoring import per_sample
 from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
-from zoocompat.verdict.stats import PairedDrop, cosine_similarity, mean_interval, paired_drop, sqnr_db
+from zoocompat.verdict.sequential import SequentialTest, schedule
+from zoocompat.verdict.stats import cosine_similarity, mean_interval, sqnr_db
 
 MAX_FP32_METRIC_GAP = 0.001  # native vs ONNX metric, absolute (0.1 points)
 MAX_FP32_RELATIVE_ERROR = 1e-3  # native vs ONNX outputs, max |diff| / max |native|
@@ -103,35 +104,63 @@ def _quantization_summary(report: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _level(alpha: float) -> str:
+    """A ``1 - alpha`` interval's level in words: ``95%``, ``98.75%``."""
+    return f"{100 * (1 - alpha):.4g}%"
+
+
 def _measured(
     name: str,
     higher_is_better: bool,
-    floor: bool,
-    paired: PairedDrop,
+    test: SequentialTest,
     fp32: float | None,
     value: float,
     interval: tuple[float, float],
-    tolerance: float,
 ) -> tuple[str, str]:
-    """What a cell's metric measured, and the limit it is judged against, in words for its reason."""
-    if floor:
+    """What a cell's metric measured at its last look, and the limit it is judged against, in words."""
+    look, tolerance = test.looks[-1], test.tolerance
+    level = _level(look.alpha)
+    where = f"{look.samples} samples" + (
+        f", look {len(test.looks)} of {len(test.sizes)}" if len(test.sizes) > 1 else ""
+    )
+    if test.floor:
         low, high = interval
         return (
-            f"{name} {value:.2f} (mean over {paired.samples} samples vs FP32; 95% interval {low:.2f} .. {high:.2f})",
+            f"{name} {value:.2f} (mean over {where} vs FP32; {level} interval {low:.2f} .. {high:.2f})",
             f"the floor {tolerance:.2f}",
         )
-    low, high = paired.interval
+    low, high = look.interval
     if not higher_is_better or not 0.0 <= fp32 <= 1.0:  # an error (NME, MAE) or a score in its own units
         return (
-            f"{name} {'rose' if not higher_is_better else 'dropped'} by {paired.drop:.4g} ({fp32:.4g} -> {value:.4g} "
-            f"on {paired.samples} samples; 95% interval of the paired change {low:.4g} .. {high:.4g})",
+            f"{name} {'rose' if not higher_is_better else 'dropped'} by {look.drop:.4g} ({fp32:.4g} -> {value:.4g} "
+            f"on {where}; {level} interval of the paired change {low:.4g} .. {high:.4g})",
             f"the tolerance {tolerance:.4g}",
         )
     return (
-        f"{name} dropped {paired.drop * 100:.2f} points ({fp32:.4f} -> {value:.4f} on {paired.samples} samples; "
-        f"95% interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})",
+        f"{name} dropped {look.drop * 100:.2f} points ({fp32:.4f} -> {value:.4f} on {where}; "
+        f"{level} interval of the paired drop {low * 100:.2f} .. {high * 100:.2f})",
         f"the tolerance {tolerance * 100:.2f}",
     )
+
+
+@dataclass
+class Evaluated:
+    """What a cell's looks have run so far: the evaluation inputs' outputs on the backend, on the reference
+    runs (FP32, and the QDQ model on the CPU), and the labels; extended look by look, never recomputed.
+    """
+
+    outputs: dict[str, np.ndarray]
+    fp32: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None
+
+    def extend(self, outputs: dict, fp32: dict, reference: dict, labels: np.ndarray | None) -> None:
+        """Append a later look's new samples (the sample axis is first on every output)."""
+        self.outputs = {k: np.concatenate([v, outputs[k]]) for k, v in self.outputs.items()}
+        self.fp32 = {k: np.concatenate([v, fp32[k]]) for k, v in self.fp32.items()}
+        self.reference = {k: np.concatenate([v, reference[k]]) for k, v in self.reference.items()}
+        if self.labels is not None:
+            self.labels = np.concatenate([self.labels, labels])
 
 
 def _relative_error(native: np.ndarray, onnx: np.ndarray) -> float:
@@ -162,6 +191,8 @@ class CellRunner:
         report: ReportDir,
         *,
         reuse_outputs: bool | None = None,
+        max_evaluation: int | None = None,
+        budget_s: float | None = None,
     ) -> None:
         self.registry = registry
         self.cards = cards
@@ -169,6 +200,10 @@ class CellRunner:
         self.report = report
         #: reuse a backend's outputs for the same model bytes, inputs and runtime (zoocompat/reuse.py)
         self.reuse_outputs = reuse.enabled() if reuse_outputs is None else reuse_outputs
+        #: the command line's limits on later looks: most evaluation samples and seconds per cell
+        #: (``--max-evaluation``, ``--evaluation-budget``); they lower a card's own, never raise it
+        self.max_evaluation = max_evaluation
+        self.budget_s = budget_s
 
     # -- per-model stages (cached) -------------------------------------------
 
@@ -187,6 +222,51 @@ class CellRunner:
         build = lambda out: build_card_data(card, dataset, self.cache).save(out / "data.npz")  # noqa: E731
         entry = self.cache.entry("data", key, build)
         return CardData.load(entry / "data.npz", card.inputs)
+
+    def evaluation_chunk(self, card: Card, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """A later look's new evaluation samples ``start`` to ``stop`` and their labels (cached)."""
+        dataset = self._dataset(card)
+        own = source_digest(card, self.cache) if card.dataset.source is not None else None
+        code = reuse.plugin_digest(dataset) if dataset is not None else None
+        key = key_of(
+            "evaluation",
+            card.dataset.model_dump(mode="json", exclude={"max_evaluation", "budget_s"}),
+            [i.model_dump(mode="json") for i in card.inputs],
+            own,
+            code,
+            start,
+            stop,
+        )
+
+        def build(out: Path) -> None:
+            inputs, labels = build_evaluation(card, dataset, start, stop, self.cache)
+            arrays = {f"input.{i}": inputs[spec.name] for i, spec in enumerate(card.inputs)}
+            np.savez(out / "evaluation.npz", **arrays, **({} if labels is None else {"labels": labels}))
+
+        with np.load(self.cache.entry("data", key, build) / "evaluation.npz", allow_pickle=False) as data:
+            inputs = {spec.name: data[f"input.{i}"] for i, spec in enumerate(card.inputs)}
+            return inputs, data["labels"] if "labels" in data.files else None
+
+    def evaluation_plan(self, card: Card, data: CardData) -> tuple[tuple[int, ...], str, float | None]:
+        """The sample sizes of a card's looks, what limits the last (``pool`` / ``max_evaluation``), and the
+        seconds later looks may spend (``None``: no limit).
+        """
+        pool = data.pool if data.pool is not None else pool_size(card, self._dataset(card), self.cache)
+        most = card.dataset.most_evaluation(pool)
+        if self.max_evaluation is not None:
+            most = max(card.dataset.evaluation, min(most, self.max_evaluation))
+        limit = "pool" if most >= pool else "max_evaluation"
+        budgets = [b for b in (card.dataset.budget_s, self.budget_s) if b is not None]
+        return schedule(card.dataset.evaluation, most), limit, min(budgets) if budgets else None
+
+    def _reference_outputs(self, model: Path, precision: str, inputs: dict[str, np.ndarray], workdir: Path) -> dict:
+        """``model``'s outputs on the reference backend for a later look's inputs (kept in the cache)."""
+        cpu = self.registry.get("backend", self.registry.reference_backend())
+        key = reuse.key(cpu, cpu.describe(None), precision, None, model, reuse.inputs_digest(inputs))
+        run = lambda: cpu.compile(model, precision, None, workdir).run(inputs)  # noqa: E731
+        result, _ = reuse.run_or_reuse(self.cache, key, run, workdir / "runner.log")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return result.outputs
 
     def _dataset(self, card: Card) -> Any:
         """The card's registered dataset, or ``None`` when the card names its own data (``dataset.source``)."""
@@ -395,21 +475,18 @@ class CellRunner:
         model_path: Path,
         inputs: dict[str, np.ndarray],
         workdir: Path,
-        record: CellRecord,
-    ) -> Any:
-        """Compile and run ``model_path`` on the cell's backend, or reuse the outputs of an identical earlier run."""
-        log = workdir / "runner.log"
-        record.artifacts["runner_log"] = str(log)
+        runtime: dict[str, Any],
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Compile and run ``model_path`` on the cell's backend, or reuse the outputs of an identical earlier run.
+
+        Returns the result and the reuse note (``None`` when reuse is off); ``runtime`` is the backend's
+        ``describe()`` for the cell's SDK.
+        """
         run = lambda: backend.compile(model_path, cell.precision, cell.sdk, workdir).run(inputs)  # noqa: E731
         if not self.reuse_outputs:
-            return run()
-        runtime = dict(record.backend_info)  # the backend's describe(): what the runner will load is set after
+            return run(), None
         key = reuse.key(backend, runtime, cell.precision, cell.sdk, model_path, reuse.inputs_digest(inputs))
-        result, note = reuse.run_or_reuse(self.cache, key, run, log)
-        record.backend_info["outputs"] = note
-        if "log" in note:
-            record.artifacts["runner_log"] = note["log"]
-        return result
+        return reuse.run_or_reuse(self.cache, key, run, workdir / "runner.log")
 
     def _run(self, cell: Cell, record: CellRecord) -> None:
         card = self.cards[cell.model]
@@ -441,7 +518,13 @@ class CellRunner:
             reference = quantized.cpu_outputs
             model_path = quantized.qdq_onnx
         workdir = self.report.root / "work" / cell.id
-        result = self._backend_run(backend, cell, model_path, data.eval_batch(), workdir, record)
+        runtime = dict(record.backend_info)  # the backend's describe(): what the runner will load is set after
+        record.artifacts["runner_log"] = str(workdir / "runner.log")
+        result, note = self._backend_run(backend, cell, model_path, data.eval_batch(), workdir, runtime)
+        if note is not None:
+            record.backend_info["outputs"] = note
+            if "log" in note:
+                record.artifacts["runner_log"] = note["log"]
         for bulky in workdir.glob("*.npz"):
             bulky.unlink()
         _check_finite(
@@ -465,50 +548,65 @@ class CellRunner:
             io_nodes=placement.io_nodes,
         )
         output = card.metric_outputs[0]  # fidelity to FP32 is measured on the primary metric output
-        scores = per_sample(metric, card, result.outputs, converted.fp32_outputs, data.labels)
-        value = float(np.mean(scores))
         tolerance = card.tolerance_for(cell.precision)
         floor = bool(optional(metric, "floor"))
-        if floor:  # the tolerance is the lowest allowed mean score: the paired drop is the shortfall below it
-            fp32_value = None
-            paired = paired_drop(np.full(len(scores), tolerance), scores, higher_is_better=True)
-            verdict, bound = paired.verdict(0.0), 0.0
-        else:
-            fp32_scores = per_sample(metric, card, converted.fp32_outputs, converted.fp32_outputs, data.labels)
-            fp32_value = float(np.mean(fp32_scores))
-            if all(np.array_equal(converted.fp32_outputs[n], result.outputs[n]) for n in card.metric_outputs):
-                # bit-identical outputs (the cpu fp32 cell is the reference run itself): no drop to bound
-                paired = PairedDrop(0.0, (0.0, 0.0), "identical outputs", len(scores))
-            else:
-                paired = paired_drop(fp32_scores, scores, metric.higher_is_better)
-            verdict, bound = paired.verdict(tolerance), tolerance
+        sizes, limit, budget_s = self.evaluation_plan(card, data)
+        test = SequentialTest(sizes, tolerance, metric.higher_is_better, floor)
+        seen = Evaluated(result.outputs, converted.fp32_outputs, reference, data.labels)
+        identical = all(np.array_equal(converted.fp32_outputs[n], result.outputs[n]) for n in card.metric_outputs)
+        later = {"seconds": 0.0, "notes": []}  # what the later looks spent, and their reuse notes
+        stopped = self._look(card, metric, test, seen, identical)
+        while test.next_size is not None:
+            have, want = test.looks[-1].samples, test.next_size
+            per_sample_s = (record.timing.run_s or 0.0) / have
+            if budget_s is not None and later["seconds"] + per_sample_s * (want - have) > budget_s:
+                stopped = "budget"
+                break
+            began = time.perf_counter()
+            identical &= self._grow(card, cell, backend, runtime, model_path, seen, have, want, record, later)
+            later["seconds"] += time.perf_counter() - began
+            stopped = self._look(card, metric, test, seen, identical)
+        if stopped is None:
+            stopped = limit
+        if later["notes"] and "outputs" in record.backend_info:
+            record.backend_info["outputs"]["looks"] = later["notes"]
+        scores = per_sample(metric, card, seen.outputs, seen.fp32, seen.labels)
+        value = float(np.mean(scores))
+        last = test.looks[-1]
+        fp32_value = None
+        if not floor:
+            fp32_value = float(np.mean(per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)))
+        verdict = test.verdict
+        pool = data.pool if data.pool is not None else None
         record.metric = MetricResult(
             name=metric.name,
             fp32=fp32_value,
             value=value,
-            drop=None if floor else paired.drop,
+            drop=None if floor else last.drop,
             tolerance=tolerance,
             samples=len(scores),
-            interval=mean_interval(scores),
-            drop_interval=None if floor else paired.interval,
-            drop_method=f"floor: the mean's 95% interval against the tolerance ({paired.method})"
+            interval=mean_interval(scores, last.alpha),
+            drop_interval=None if floor else last.interval,
+            drop_method=f"floor: the mean's interval against the tolerance ({test.paired.method})"
             if floor
-            else paired.method,
-            samples_needed=paired.samples_needed(bound) if verdict == "inconclusive" else None,
+            else test.paired.method,
+            samples_needed=test.samples_needed() if verdict == "inconclusive" else None,
             native_fp32=converted.report["native_metric"],
             drop_unit=None
             if floor
             else ("points" if metric.higher_is_better and 0.0 <= fp32_value <= 1.0 else "value"),
+            looks=[LookResult(**vars(look)) for look in test.looks],
+            planned=list(sizes),
+            stopped=stopped,
+            pool=pool,
         )
         same_as_reference = cell.backend == self.registry.reference_backend()
         record.fidelity = Fidelity(
-            sqnr_vs_fp32_db=sqnr_db(converted.fp32_outputs[output], result.outputs[output]),
-            sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(reference[output], result.outputs[output]),
-            reference_vs_fp32_db=None
-            if same_as_reference
-            else sqnr_db(converted.fp32_outputs[output], reference[output]),
+            sqnr_vs_fp32_db=sqnr_db(seen.fp32[output], seen.outputs[output]),
+            sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(seen.reference[output], seen.outputs[output]),
+            reference_vs_fp32_db=None if same_as_reference else sqnr_db(seen.fp32[output], seen.reference[output]),
             threshold_db=None if same_as_reference else THRESHOLD_DB.get(cell.precision),
-            cosine_vs_fp32=cosine_similarity(converted.fp32_outputs[output], result.outputs[output]),
+            cosine_vs_fp32=cosine_similarity(seen.fp32[output], seen.outputs[output]),
         )
         unfaithful = (
             None
@@ -529,25 +627,93 @@ class CellRunner:
                 f"{card.name}: FP32 {metric.name} measured {fp32_value:.4f} on {len(scores)} samples is {side} "
                 f"the card's fp32_reference {reference_value:.4f}: the model or its data is not what the card says",
             )
-        measured, limit = _measured(
-            metric.name, metric.higher_is_better, floor, paired, fp32_value, value, record.metric.interval, tolerance
+        measured, limit_text = _measured(
+            metric.name, metric.higher_is_better, test, fp32_value, value, record.metric.interval
         )
         if verdict == "fail":
-            raise CellError("accuracy", f"{measured}, {'below' if floor else 'more than'} {limit}")
+            raise CellError("accuracy", f"{measured}, {'below' if floor else 'more than'} {limit_text}")
         if unfaithful:
             raise CellError("fidelity", f"{cell.backend} {cell.precision} {output!r}: {unfaithful}; {measured}")
         if verdict == "inconclusive":
             record.status = "inconclusive"
             record.category = "accuracy"
-            needed = record.metric.samples_needed
-            record.reason = f"{measured} straddles {limit}: " + (
-                f"about {needed} evaluation samples would resolve it (raise dataset.evaluation in "
-                f"{card.path.name if card.path else 'the card'})"
-                if needed
-                else f"the {'mean equals the floor' if floor else 'drop equals the tolerance'}, "
-                "no sample count resolves it"
+            record.reason = f"{measured} straddles {limit_text}: " + _unresolved(
+                card, record.metric, stopped, budget_s, self.max_evaluation
             )
             return
         record.status = "pass"
         on = f"{placement.target_nodes}/{placement.total_nodes} nodes on {placement.target}"
         record.reason = on if not placement.fallback_ops else f"{on}; fell back: {placement.fallback_ops}"
+
+    def _look(self, card: Card, metric: Any, test: SequentialTest, seen: Evaluated, identical: bool) -> str | None:
+        """Take the next look over everything evaluated so far; ``decided`` when it settles the cell."""
+        scores = per_sample(metric, card, seen.outputs, seen.fp32, seen.labels)
+        fp32_scores = None if test.floor else per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)
+        test.look(fp32_scores, scores, identical=identical and not test.floor)
+        return "decided" if test.decided else None
+
+    def _grow(
+        self,
+        card: Card,
+        cell: Cell,
+        backend: Any,
+        runtime: dict[str, Any],
+        model_path: Path,
+        seen: Evaluated,
+        have: int,
+        want: int,
+        record: CellRecord,
+        later: dict[str, Any],
+    ) -> bool:
+        """Run the next look's new samples ``have`` to ``want`` on the backend and the reference runs, and add
+        them to ``seen``; ``True`` when the backend's outputs are the FP32 reference's own.
+        """
+        inputs, labels = self.evaluation_chunk(card, have, want)
+        workdir = self.report.root / "work" / cell.id / f"look-{have}-{want}"
+        converted = self.converted(card)
+        fp32 = self._reference_outputs(converted.onnx, "fp32", inputs, workdir / "fp32")
+        reference = fp32
+        if cell.quantized:
+            quantized = self.quantized(card, cell.precision, cell.quant)
+            reference = self._reference_outputs(quantized.qdq_onnx, cell.precision, inputs, workdir / "reference")
+        result, note = self._backend_run(backend, cell, model_path, inputs, workdir, runtime)
+        for bulky in workdir.glob("*.npz"):
+            bulky.unlink()
+        _check_finite(
+            result.outputs,
+            f"{cell.id}: the {cell.backend} backend's {cell.precision} run (samples {have}..{want})",
+            "fidelity",
+            "the FP32 and CPU reference runs are finite, so this is the backend's numerics",
+        )
+        record.timing.run_s = (record.timing.run_s or 0.0) + result.run_s
+        if note is not None:
+            later["notes"].append({"samples": [have, want], "state": note["state"], "entry": note["entry"]})
+        seen.extend(result.outputs, fp32, reference, labels)
+        return all(np.array_equal(fp32[n], result.outputs[n]) for n in card.metric_outputs)
+
+
+def _unresolved(card: Card, metric: MetricResult, stopped: str, budget_s: float | None, cli_max: int | None) -> str:
+    """Why an inconclusive cell stopped, and what would resolve it."""
+    needed = metric.samples_needed
+    where = card.path.name if card.path else "the card"
+    if needed is None:
+        return (
+            f"the {'mean equals the floor' if metric.drop is None else 'drop equals the tolerance'}, no sample "
+            "count resolves it"
+        )
+    more = f"about {needed} evaluation samples would resolve it"
+    if stopped == "pool":
+        origin = f"dataset {card.dataset.name!r}" if card.dataset.name else "the card's own data"
+        return (
+            f"pool exhausted at {metric.samples} evaluation samples ({origin} holds no more after calibration); "
+            f"{more}, with more data"
+        )
+    if stopped == "budget":
+        return (
+            f"the evaluation budget of {budget_s:g} s was spent at {metric.samples} samples; {more} "
+            f"(raise dataset.budget_s in {where} or --evaluation-budget)"
+        )
+    pool = f" of the {metric.pool} the pool holds" if metric.pool else ""
+    if cli_max is not None and metric.samples >= cli_max:
+        return f"stopped at --max-evaluation {cli_max}{pool}; {more} (raise --max-evaluation)"
+    return f"stopped at dataset.max_evaluation {metric.samples}{pool}; {more} (raise dataset.max_evaluation in {where})"
