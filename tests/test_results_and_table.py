@@ -88,7 +88,7 @@ def test_markdown_table_shows_fallback_and_drop(tmp_path):
     results = report.merge()
     text = render_markdown(results)
     assert "| m | onnx | top1 |" in text
-    assert "⚠️ 0.940 (Δ +1.0 pt) · NPU 90%" in text
+    assert "⚠️ 0.940 (Δ +1.0 pt, n=100) · NPU 90%" in text
     assert "❌" in text and "accuracy" in text
     assert "fell back to CPU: {'Det': 1}" in text
     assert "QNN core 2.51.0" in text
@@ -136,4 +136,4 @@ def test_auto_and_qat_cells_show_the_technique(tmp_path):
     report.write_cell(_record(id="m-onnx-cpu-w8a8-qat", backend="cpu", quant="qat", coverage=None))
     text = render_markdown(report.merge())
     assert "| cpu w8a8 qat | cpu w8a8 auto |" in text  # a column per quant mode beyond ptq, in their declared order
-    assert "✅ [cle] 0.940 (Δ +1.0 pt)" in text
+    assert "✅ [cle] 0.940 (Δ +1.0 pt, n=100)" in text

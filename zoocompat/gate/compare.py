@@ -36,7 +36,7 @@ from typing import Any
 
 from zoocompat.api.errors import ZoocompatError
 from zoocompat.report.columns import sdk_backend
-from zoocompat.report.results import CellRecord, Results, load_results
+from zoocompat.report.results import CellRecord, MetricResult, Results, load_results
 
 #: Default accuracy threshold in metric points (0.5 = half a percentage point of top-1).
 DEFAULT_THRESHOLD_PT = 0.5
@@ -331,17 +331,37 @@ def _compare_accuracy(key: str, base: CellRecord, cand: CellRecord, report: Gate
         message = f"accuracy not comparable: metric {bm.name} in the baseline, {cm.name} in the candidate"
         report.inconclusive.append(_finding(key, "metric_changed", message, base, cand))
         return
+    b_drop, c_drop, on = _same_samples(bm, cm)
     grew = (c_drop - b_drop) * 100
     message = (
         f"{cm.name} drop {b_drop * 100:+.2f} -> {c_drop * 100:+.2f} pt "
         f"({grew:+.2f} pt; {bm.value:.4f} -> {cm.value:.4f})"
-        if bm.value is not None and cm.value is not None
+        if bm.value is not None and cm.value is not None and not on
         else f"{cm.name} drop {b_drop * 100:+.2f} -> {c_drop * 100:+.2f} pt ({grew:+.2f} pt)"
-    )
+    ) + on
     if grew > report.threshold_pt:
         report.regressions.append(_finding(key, "accuracy", message, base, cand))
     elif -grew > report.threshold_pt:
         report.improvements.append(_finding(key, "accuracy", message, base, cand))
+
+
+def _same_samples(base: MetricResult, cand: MetricResult) -> tuple[float, float, str]:
+    """The two drops to compare, and how they were matched (``""``: the records' own drops).
+
+    Sequential evaluation (:mod:`zoocompat.verdict.sequential`) stops a cell at the look that decides it, so
+    two runs of one cell may rest on different numbers of samples. Each look's samples are the first ones of
+    the card's seeded permutation, so when the sizes differ the drops are taken at the largest look both runs
+    made: the same samples on both sides, and sampling noise is not reported as a change.
+    """
+    if base.samples == cand.samples or not base.looks or not cand.looks:
+        return base.drop, cand.drop, ""
+    b_looks = {look.samples: look.drop for look in base.looks}
+    shared = [look.samples for look in cand.looks if look.samples in b_looks]
+    if not shared:
+        return base.drop, cand.drop, f" (on {base.samples} and {cand.samples} samples: no look in common)"
+    n = max(shared)
+    c_drop = next(look.drop for look in cand.looks if look.samples == n)
+    return b_looks[n], c_drop, f" (at the {n}-sample look both made; they stopped at {base.samples} and {cand.samples})"
 
 
 def _compare_coverage(key: str, base: CellRecord, cand: CellRecord, report: GateReport) -> None:

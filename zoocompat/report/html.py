@@ -85,7 +85,10 @@ def _html_cell(cell: CellRecord, registry: Registry | None = None) -> HtmlCell:
     if m and m.value is not None:
         out.metric = f"{m.value:.3f}"
         if m.drop is not None and cell.precision != "fp32":
-            out.drop = m.drop_text()
+            interval = m.drop_interval if cell.status == "inconclusive" else None
+            out.drop = (m.drop_text(*interval) if interval else m.drop_text()) + (
+                f", n={m.samples}" if m.samples else ""
+            )
     if chosen_technique(cell):
         out.metric = f"[{chosen_technique(cell)}] {out.metric}".strip()
     if cell.coverage and cell.coverage.total_nodes and not is_reference(cell, registry):

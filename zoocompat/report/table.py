@@ -14,7 +14,8 @@ SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconcl
 STATUS_WORD = {"xfail": "known", "xpass": "fixed?", "inconclusive": "inconclusive"}
 LEGEND = (
     "✅ pass · ⚠️ pass with CPU fallback · ❌ fail · 💥 error · ❔ inconclusive (the drop's interval straddles "
-    "the tolerance) · 🟡 known failure (xfail) · 🟢 known failure that passed (xpass: remove its entry) · "
+    "the tolerance when the cell stopped) · n = evaluation samples the verdict rests on · "
+    "🟡 known failure (xfail) · 🟢 known failure that passed (xpass: remove its entry) · "
     "➖ not run here."
 )
 
@@ -55,7 +56,7 @@ def cell_text(cell: CellRecord, registry: Registry | None = None) -> str:
         if m.drop is not None and cell.precision != "fp32":
             interval = getattr(m, "drop_interval", None)
             shown = m.drop_text(*interval) if cell.status == "inconclusive" and interval else m.drop_text()
-            parts.append(f"({shown})")
+            parts.append(f"({shown}, n={m.samples})" if m.samples else f"({shown})")
     if cell.status in STATUS_WORD:
         parts.append(STATUS_WORD[cell.status])
     if cell.category and cell.status not in ("pass", "xpass"):
