@@ -86,6 +86,27 @@ def test_accuracy_regression_over_threshold(tmp_path):
     assert _gate(tmp_path, _data(), new, "--threshold", "1").exit_code == 0
 
 
+def _looks(metric: dict, drops: dict[int, float]) -> None:
+    """Give a record the looks of a sequential evaluation, the last one its own size and drop."""
+    metric["looks"] = [
+        {"samples": n, "drop": d, "interval": [d - 0.01, d + 0.01], "alpha": 0.025, "verdict": "inconclusive"}
+        for n, d in drops.items()
+    ]
+    metric["samples"], metric["drop"] = max(drops), drops[max(drops)]
+
+
+def test_cells_that_stopped_at_different_sizes_are_compared_on_the_samples_both_saw(tmp_path):
+    old, new = _data(), _data()
+    _looks(_cell(old, HTP_W8A8)["metric"], {500: 0.002})  # decided at its first look
+    _looks(_cell(new, HTP_W8A8)["metric"], {500: 0.003, 900: 0.009})  # went on, and the later samples were harder
+    done = _gate(tmp_path, old, new)
+    assert done.exit_code == 0, done.output  # +0.1 pt on the same 500 samples, not +0.7 pt
+    _cell(new, HTP_W8A8)["metric"]["looks"][0]["drop"] = 0.010  # now worse on those same 500
+    done = _gate(tmp_path, old, new)
+    assert done.exit_code == 1, done.output
+    assert "(+0.80 pt) (at the 500-sample look both made; they stopped at 500 and 900)" in done.output
+
+
 def test_coverage_regression(tmp_path):
     new = _data()
     coverage = _cell(new, HTP_W8A8)["coverage"]
