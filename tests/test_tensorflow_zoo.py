@@ -46,7 +46,10 @@ def test_zoo_has_three_tensorflow_models_with_honest_small_cards():
     for card in cards.values():
         assert card.frontend == "tensorflow" and card.source.kind == "recipe"
         assert card.tolerance_for("w8a8") == 0.01 and card.metric.fp32_reference is not None
-        assert card.dataset.evaluation >= 400 and card.license != "unknown"
+        assert (
+            card.dataset.evaluation >= 100 and card.dataset.max_evaluation == "pool"
+        )  # looks grow to every test digit
+        assert card.license != "unknown"
     assert cards["keras_mobilenetv2"].smoke == [] and cards["keras_savedmodel_mnist"].smoke == []
     assert cards["keras_mobilenetv2"].inputs[0].shape == [1, 32, 32, 3]
 
