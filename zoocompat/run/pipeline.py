@@ -259,6 +259,23 @@ class CellRunner:
         budgets = [b for b in (card.dataset.budget_s, self.budget_s) if b is not None]
         return schedule(card.dataset.evaluation, most), limit, min(budgets) if budgets else None
 
+    def evaluation_set(self, card: Card) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, np.ndarray]]:
+        """Every evaluation sample a card's cells may look at (all its planned looks), their labels and their
+        FP32 outputs: what ``zoocompat quantize`` and the autoquant ladder score on. The looks' own cache
+        entries are read or made, so a matrix run and these commands share them.
+        """
+        data, converted = self.card_data(card), self.converted(card)
+        sizes, _, _ = self.evaluation_plan(card, data)
+        inputs, labels, fp32 = data.eval_batch(), data.labels, converted.fp32_outputs
+        for have, want in zip(sizes, sizes[1:], strict=False):
+            more, more_labels = self.evaluation_chunk(card, have, want)
+            workdir = self.report.root / "work" / f"{card.name}-evaluation-{have}-{want}"
+            more_fp32 = self._reference_outputs(converted.onnx, "fp32", more, workdir)
+            inputs = {k: np.concatenate([v, more[k]]) for k, v in inputs.items()}
+            fp32 = {k: np.concatenate([v, more_fp32[k]]) for k, v in fp32.items()}
+            labels = None if labels is None else np.concatenate([labels, more_labels])
+        return inputs, labels, fp32
+
     def _reference_outputs(self, model: Path, precision: str, inputs: dict[str, np.ndarray], workdir: Path) -> dict:
         """``model``'s outputs on the reference backend for a later look's inputs (kept in the cache)."""
         cpu = self.registry.get("backend", self.registry.reference_backend())

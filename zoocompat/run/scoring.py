@@ -48,21 +48,26 @@ def per_sample(
 
 
 def _scores(runner: Any, card: Card, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    metric = runner._metric(card)
-    return per_sample(metric, card, outputs, runner.converted(card).fp32_outputs, runner.card_data(card).labels)
+    _, labels, fp32 = runner.evaluation_set(card)
+    return per_sample(runner._metric(card), card, outputs, fp32, labels)
 
 
 def fp32_value(runner: Any, card: Card) -> float:
-    """The card's metric of its canonical FP32 ONNX on the reference backend (cached with the conversion)."""
-    return float(np.mean(_scores(runner, card, runner.converted(card).fp32_outputs)))
+    """The card's metric of its canonical FP32 ONNX on the reference backend, over every evaluation sample its
+    cells may look at (cached with the conversion and the looks).
+    """
+    return float(np.mean(_scores(runner, card, runner.evaluation_set(card)[2])))
 
 
 def score(runner: Any, card: Card, qdq_onnx: Path, precision: str, workdir: Path) -> float:
-    """The card's metric of ``qdq_onnx`` on the reference backend over the card's evaluation split."""
+    """The card's metric of ``qdq_onnx`` on the reference backend over every evaluation sample its cells may
+    look at (:meth:`~zoocompat.run.pipeline.CellRunner.evaluation_set`: all the planned looks; the CPU runs
+    are cheap, and the autoquant ladder's choices deserve the most evidence the card allows).
+    """
     reference = runner.registry.get("backend", runner.registry.reference_backend())
     try:
         compiled = reference.compile(Path(qdq_onnx), precision, None, Path(workdir))
-        result = compiled.run(runner.card_data(card).eval_batch())
+        result = compiled.run(runner.evaluation_set(card)[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return float(np.mean(_scores(runner, card, result.outputs)))
