@@ -160,7 +160,7 @@ def test_matrix_runs_on_ssh_workers(loopback_sshd, tmp_path):
         f"//env:ZOOCOMPAT_CACHE={cache}"
     )
     rsync = [f"--rsyncdir={ROOT / folder}" for folder in ("conformance", "zoocompat", "plugins", "zoo")]
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "zoocompat.pytest_plugin.plugin", "-q"]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]  # the plugin: its pytest11 entry point
     command += [str(ROOT / "conformance"), "--tx", spec, *rsync, "--dist", "loadgroup"]
     # xdist rewrites every argument that is an existing path relative to an rsync root: path options take "="
     command += [f"--zoo={zoo}", f"--zoo-report={report}", "--backends", "cpu"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +138,8 @@ def test_htp_probes_real_supported_and_fallback(tmp_path):
     assert "output shape must be static" in table["reasons"]["NonZero(dynamic output)"]["fp16"][0]
     assert table["sqnr_db"]["Relu"]["fp16"] == "exact" or table["sqnr_db"]["Relu"]["fp16"] > 40
     assert table["sdk"].startswith("qnn-") and table["summary"]["w8a8"]["supported"] == 1
-    start = time.perf_counter()
     again = ops_table.run_ops(backend, None, ["fp16", "w8a8"], ["Relu", "NonZero"], cache=cache)
-    assert again["ops"] == table["ops"] and again["run"]["cached"] == 4
-    assert time.perf_counter() - start < 5
+    assert again["ops"] == table["ops"] and again["run"]["cached"] == 4  # every probe read back, none run
 
 
 # --- diff, rendering, CLI

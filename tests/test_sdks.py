@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,10 +167,10 @@ def test_several_sdks_side_by_side_only_on_sdk_bound_backends():
 
 
 def test_the_runner_loads_the_chosen_releases_library(tmp_path):
-    """The real HTP runner under qnn-2.47's own environment (skipped where it is not installed)."""
+    """The real HTP runner under qnn-2.47's own environment (.ci/run installs it; skipped elsewhere when it is not)."""
     env = sdks.find("qnn-2.47")
     if env is None or env.source != "cache":
-        pytest.skip(sdks.not_installed_reason("qnn-2.47") + "; CI starts with an empty cache")
+        pytest.skip(sdks.not_installed_reason("qnn-2.47"))
     model = _conv_relu_det(tmp_path / "m.onnx", with_det=False)
     x = np.random.default_rng(1).standard_normal((2, 1, 4, 4)).astype(np.float32)
     backend = HtpBackend()
@@ -228,3 +229,26 @@ def test_a_local_snpe_sdk_is_listed_by_its_version(cache, tmp_path, monkeypatch)
     entry = [e for e in sdks.listing() if e["id"] == "snpe-2.23"][0]
     assert entry["installed"] and entry["source"] == "local" and entry["path"] == str(root)
     assert "snpe-2.23  installed  SNPE 2.23.0" in CliRunner().invoke(main, ["sdk", "list"]).output
+
+
+def test_sdk_install_of_a_real_release_gives_its_own_working_environment():
+    """``zoocompat sdk install qnn-2.47`` for real (.ci/run installs it from the wheel store; here it is verified):
+    the release's own python, onnxruntime-qnn and libQnnHtp.so, whose embedded core version is the release's, and
+    a second install is a no-op that says so.
+    """
+    env = sdks.find("qnn-2.47")
+    if env is None or env.source != "cache":
+        pytest.skip(sdks.not_installed_reason("qnn-2.47"))
+    done = CliRunner().invoke(main, ["sdk", "install", "qnn-2.47"])
+    assert done.exit_code == 0, done.output
+    assert "QNN core 2.47.0 (read from" in done.output and "started" not in done.output  # nothing installed again
+    listed = json.loads(CliRunner().invoke(main, ["sdk", "list", "--json"]).output)
+    entry = next(s for s in listed["sdks"] if s["id"] == "qnn-2.47")
+    assert entry["installed"] and entry["qnn_core_version"] == "2.47.0" and entry["onnxruntime_qnn_version"] == "2.3.0"
+    python = Path(entry["path"]) / "bin" / "python"
+    probe = "import onnxruntime, onnxruntime_qnn; print(onnxruntime.__version__, onnxruntime.__file__)"
+    ran = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    version, where = ran.stdout.split()
+    assert version == "1.24.2" and where.startswith(entry["path"])  # its own onnxruntime, not this environment's
+    libraries = list(Path(entry["path"]).glob("lib/python3.11/site-packages/onnxruntime_qnn/libQnnHtp.so"))
+    assert len(libraries) == 1 and sdks.qnn_core_version(libraries[0]) == "2.47.0"
