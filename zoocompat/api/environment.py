@@ -51,3 +51,48 @@ def host_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+
+
+# --- the memory a process that runs cells may take ----------------------------------------------------------------
+
+#: Environment variable with the default of ``--worker-memory-gb``.
+WORKER_MEMORY_ENV = "ZOOCOMPAT_WORKER_MEMORY_GB"
+#: Share of the machine's memory a worker may take by default.
+DEFAULT_MEMORY_SHARE = 0.75
+_GIB = 1 << 30
+
+
+def physical_memory_gb() -> float:
+    """The machine's memory in GiB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GIB
+
+
+def default_worker_memory_gb() -> float:
+    """``$ZOOCOMPAT_WORKER_MEMORY_GB``, else 75% of the machine's memory."""
+    given = os.environ.get(WORKER_MEMORY_ENV)
+    return float(given) if given else round(DEFAULT_MEMORY_SHARE * physical_memory_gb(), 1)
+
+
+def limit_memory(gb: float) -> float | None:
+    """Cap this process's address space (``RLIMIT_AS``, inherited by the runner processes it starts) at ``gb``
+    GiB, so a runaway allocation raises ``MemoryError`` in the cell that made it instead of taking the machine;
+    ``0`` leaves it unlimited. Returns the limit set, in GiB.
+    """
+    import resource
+
+    if gb <= 0:
+        return None
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = int(gb * _GIB) if hard == resource.RLIM_INFINITY else min(int(gb * _GIB), hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit / _GIB
+
+
+def memory_limit_text() -> str:
+    """The memory limit of the current process in words, for a record's reason."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return "no address-space limit is set, so the machine ran out"
+    return f"a limit of {soft / _GIB:.1f} GiB of address space, --worker-memory-gb"

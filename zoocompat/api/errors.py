@@ -13,6 +13,7 @@ CATEGORIES = (
     "crash",
     "timeout",
     "bad_input",
+    "resource",
 )
 
 

@@ -46,6 +46,8 @@ MAX_CARD_BYTES_ENV = "ZOOCOMPAT_MAX_CARD_BYTES"
 DEFAULT_MAX_CARD_BYTES = 1 << 20
 #: Most samples a dataset split may take (calibration or evaluation).
 MAX_SAMPLES = 1_000_000
+#: Most MiB a card's memory limits (``dataset.max_sample_mb``, ``max_split_mb``) may give: 1 TiB.
+MAX_MB = float(1 << 20)
 #: Most seconds a card's ``dataset.budget_s`` may give one cell's later looks (a day).
 MAX_BUDGET_S = 86_400.0
 #: Largest seed (numpy's and scikit-learn's generators take seeds in [0, 2**32)).
@@ -347,6 +349,10 @@ class DatasetSpec(_Strict):
     budget_s: Annotated[float, Field(gt=0, le=MAX_BUDGET_S, allow_inf_nan=False)] | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     params: Params = Field(default_factory=dict)
+    #: most MiB one sample (all inputs) and one split may take, checked from the shapes before any data is
+    #: built (:mod:`zoocompat.model.budgets`); unset: the defaults, or the command line's
+    max_sample_mb: Annotated[float, Field(gt=0, le=MAX_MB, allow_inf_nan=False)] | None = None
+    max_split_mb: Annotated[float, Field(gt=0, le=MAX_MB, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> DatasetSpec:

@@ -15,6 +15,7 @@ from zoocompat.api.cache import ArtifactCache
 from zoocompat.api.errors import CellError, PluginError
 from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
+from zoocompat.model.budgets import budget_problems, limits_for
 from zoocompat.model.cards import Card, RecipeSource
 from zoocompat.model.data import build_card_data
 from zoocompat.model.datasources import source_problems
@@ -83,6 +84,9 @@ def card_problems(card: Card, registry: Registry, cache: ArtifactCache | None = 
             f"quantizer: {card.quantizer!r} is not a registered quantizer "
             f"(registered: {', '.join(registry.names('quantizer'))})"
         )
+    budget = budget_problems(card, limits_for(card))
+    if budget:  # the data would not fit: say so instead of building it
+        return problems + budget
     problems.extend(model_problems(card, registry, cache))
     problems.extend(data_problems(card, registry, cache))
     return problems

@@ -87,12 +87,35 @@ class CardData:
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    squeeze = image.ndim == 3 and image.shape[2] == 1
-    array = image[..., 0] if squeeze else image
-    mode = "F" if array.dtype != np.uint8 else None
-    pil = Image.fromarray(array.astype(np.float32) if mode else array, mode=mode)
-    out = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
-    return out[..., None] if squeeze or out.ndim == 2 else out
+    """Bilinear resize of an ``H x W x C`` image: uint8 grey or RGB through Pillow's own modes, anything else
+    (float images, other channel counts) one channel at a time in Pillow's float mode ``F``.
+    """
+    if image.dtype == np.uint8 and image.shape[2] in (1, 3):
+        array = image[..., 0] if image.shape[2] == 1 else image
+        out = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR))
+        return out[..., None] if out.ndim == 2 else out
+    planes = [
+        np.asarray(
+            Image.fromarray(image[..., c].astype(np.float32), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(image.shape[2])
+    ]
+    return np.stack(planes, axis=2)
+
+
+def _per_channel(values: list[float] | None, channels: int, field: str) -> np.ndarray | None:
+    """``mean`` / ``std`` as an array that applies per channel: one value, or one per channel."""
+    if values is None:
+        return None
+    if len(values) not in (1, channels):
+        raise CellError(
+            "bad_input",
+            f"inputs.preprocess.{field}: {len(values)} values for images of {channels} channel(s) after "
+            f"preprocess.channels; give one value or one per channel",
+        )
+    return np.asarray(values, dtype=np.float32)
 
 
 def preprocess_image(image: np.ndarray, spec: Preprocess) -> np.ndarray:
@@ -115,10 +138,12 @@ def preprocess_image(image: np.ndarray, spec: Preprocess) -> np.ndarray:
         top, left = (h - ch) // 2, (w - cw) // 2
         image = image[top : top + ch, left : left + cw]
     out = image.astype(np.float32) * np.float32(spec.scale)
-    if spec.mean is not None:
-        out = out - np.asarray(spec.mean, dtype=np.float32)
-    if spec.std is not None:
-        out = out / np.asarray(spec.std, dtype=np.float32)
+    mean = _per_channel(spec.mean, out.shape[2], "mean")
+    std = _per_channel(spec.std, out.shape[2], "std")
+    if mean is not None:
+        out = out - mean
+    if std is not None:
+        out = out / std
     return out
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.environment import host_info, tool_versions
+from zoocompat.api.environment import default_worker_memory_gb, host_info, limit_memory, tool_versions
 from zoocompat.api.errors import CardError, PluginError
 from zoocompat.api.protocols import optional
 from zoocompat.api.registry import AXES, registry
@@ -108,6 +109,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="SECONDS",
         help="most seconds any cell's later looks may spend on its backend (lowers a card's dataset.budget_s)",
+    )
+    group.addoption(
+        "--max-sample-mb",
+        type=_positive_seconds,
+        default=None,
+        metavar="MIB",
+        help="most MiB one sample (all inputs) may take, from the card's shapes, checked before any data is built "
+        "(default 768; a card's dataset.max_sample_mb when not given)",
+    )
+    group.addoption(
+        "--max-split-mb",
+        type=_positive_seconds,
+        default=None,
+        metavar="MIB",
+        help="most MiB a calibration or evaluation split may take (default 6144; else the card's dataset.max_split_mb)",
+    )
+    group.addoption(
+        "--worker-memory-gb",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="address space each process running cells may take (RLIMIT_AS); a cell over it is recorded as "
+        "error / resource and the run goes on (default: $ZOOCOMPAT_WORKER_MEMORY_GB or 75%% of the machine's "
+        "memory; 0: no limit)",
     )
     group.addoption(
         "--known-failures",
@@ -224,6 +249,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_controller(config):
         _CONTROLLER_CONFIG["config"] = config
     _share_cores(config)
+    if _wants_matrix(config):  # every process that runs cells, and the runner processes they start
+        gb = config.getoption("worker_memory_gb")
+        limit_memory(default_worker_memory_gb() if gb is None else gb)
     live.configure(config)
     config.addinivalue_line("markers", "smoke: a small, fast slice of the conformance matrix")
     for axis in AXES:
@@ -323,16 +351,38 @@ def _check_known(option: str, wanted: set[str] | None, known: set[str]) -> None:
         raise pytest.UsageError(f"--{option}: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
+def _invalid_names(card_errors: list[CardError]) -> set[str]:
+    """The models of cards that do not load: each file's ``name:`` line when it has one, and its file name."""
+    names = set()
+    for error in card_errors:
+        if not error.path:
+            continue
+        path = Path(error.path)
+        names.add(path.stem)
+        try:
+            head = path.read_bytes()[:65536].decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        found = re.search(r"^name:\s*['\"]?([A-Za-z0-9_]+)", head, flags=re.MULTILINE)
+        if found:
+            names.add(found.group(1))
+    return names
+
+
 def _selection(config: pytest.Config) -> Selection:
-    cards, _ = _zoo(config)
+    cards, card_errors = _zoo(config)
     reg = registry()
-    _check_known("zoo-models", _csv(config.getoption("zoo_models")), set(cards))
+    wanted = _csv(config.getoption("zoo_models"))
+    broken = _invalid_names(card_errors) - set(cards)
+    # a model whose card does not load is not "unknown": its card error is reported (results, table, a failing
+    # test of its own) and the other models run
+    _check_known("zoo-models", wanted, set(cards) | broken)
     _check_known("frontends", _csv(config.getoption("frontends")), set(reg.axis("frontend")))
     _check_known("backends", _csv(config.getoption("backends")), set(reg.axis("backend")))
     _check_known("precisions", _csv(config.getoption("precisions")), set(reg.axis("precision")))
     _check_known("quant", _csv(config.getoption("quant")), set(reg.axis("quant")))
     return Selection(
-        models=_csv(config.getoption("zoo_models")),
+        models=None if wanted is None else wanted - broken,
         frontends=_csv(config.getoption("frontends")),
         backends=_csv(config.getoption("backends")),
         precisions=_csv(config.getoption("precisions")),
@@ -505,6 +555,8 @@ def zoo_runner(request: pytest.FixtureRequest):
         reuse_outputs=reuse,
         max_evaluation=request.config.getoption("max_evaluation"),
         budget_s=request.config.getoption("evaluation_budget"),
+        max_sample_mb=request.config.getoption("max_sample_mb"),
+        max_split_mb=request.config.getoption("max_split_mb"),
     )
 
 

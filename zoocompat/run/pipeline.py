@@ -24,10 +24,12 @@ import numpy as np
 
 from zoocompat.api import QuantizeResult, TrainingJob
 from zoocompat.api.cache import ArtifactCache, key_of
+from zoocompat.api.environment import memory_limit_text
 from zoocompat.api.errors import CellError, PluginError
 from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
 from zoocompat.diagnose.first_bad import diagnose_failure
+from zoocompat.model.budgets import Limits, budget_problems, evaluation_samples_within, limits_for
 from zoocompat.model.cards import Card
 from zoocompat.model.check import model_mismatch
 from zoocompat.model.data import CardData, build_card_data, build_evaluation, pool_size, training_inputs
@@ -81,12 +83,23 @@ def _check_finite(outputs: dict[str, np.ndarray], who: str, category: str, hint:
             )
 
 
+def _memory_error(error: BaseException) -> MemoryError | None:
+    """The ``MemoryError`` behind ``error`` (its cause or context chain), if there is one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, MemoryError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @contextmanager
 def _stage_errors(category: str, where: str) -> Iterator[None]:
     """Turn a plugin's unexpected exception into a CellError of the stage's category."""
     try:
         yield
-    except CellError:
+    except (CellError, MemoryError):  # a MemoryError is the worker's limit: run_cell records it as resource
         raise
     except Exception as error:  # plugins wrap what they expect; this catches what they did not
         raise CellError(category, f"{where}: {type(error).__name__}: {error}") from error
@@ -193,6 +206,8 @@ class CellRunner:
         reuse_outputs: bool | None = None,
         max_evaluation: int | None = None,
         budget_s: float | None = None,
+        max_sample_mb: float | None = None,
+        max_split_mb: float | None = None,
     ) -> None:
         self.registry = registry
         self.cards = cards
@@ -204,6 +219,9 @@ class CellRunner:
         #: (``--max-evaluation``, ``--evaluation-budget``); they lower a card's own, never raise it
         self.max_evaluation = max_evaluation
         self.budget_s = budget_s
+        #: the command line's memory limits per sample and per split (``--max-sample-mb``, ``--max-split-mb``)
+        self.max_sample_mb = max_sample_mb
+        self.max_split_mb = max_split_mb
 
     # -- per-model stages (cached) -------------------------------------------
 
@@ -222,6 +240,10 @@ class CellRunner:
         build = lambda out: build_card_data(card, dataset, self.cache).save(out / "data.npz")  # noqa: E731
         entry = self.cache.entry("data", key, build)
         return CardData.load(entry / "data.npz", card.inputs)
+
+    def limits(self, card: Card) -> Limits:
+        """The memory limits per sample and per split for ``card`` (:mod:`zoocompat.model.budgets`)."""
+        return limits_for(card, self.max_sample_mb, self.max_split_mb)
 
     def evaluation_chunk(self, card: Card, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """A later look's new evaluation samples ``start`` to ``stop`` and their labels (cached)."""
@@ -256,6 +278,9 @@ class CellRunner:
         if self.max_evaluation is not None:
             most = max(card.dataset.evaluation, min(most, self.max_evaluation))
         limit = "pool" if most >= pool else "max_evaluation"
+        fits = evaluation_samples_within(card, self.limits(card), most)
+        if fits < most:  # the looks' samples and outputs stay in memory: the split limit caps them
+            most, limit = fits, "max_evaluation"
         budgets = [b for b in (card.dataset.budget_s, self.budget_s) if b is not None]
         return schedule(card.dataset.evaluation, most), limit, min(budgets) if budgets else None
 
@@ -462,6 +487,9 @@ class CellRunner:
         try:
             self._run(cell, record)
         except CellError as error:
+            memory = _memory_error(error)
+            if memory is not None:  # a plugin wrapped the worker's MemoryError: it is still a resource error
+                return self._resource_error(record, memory)
             record.status = "fail"
             record.category = error.category
             record.reason = error.message
@@ -470,6 +498,8 @@ class CellRunner:
             record.status = "fail"
             record.category = "bad_input"
             record.reason = f"{self.cards[cell.model].path}: {error}"
+        except MemoryError as error:  # over the worker's memory limit (--worker-memory-gb): this cell alone
+            return self._resource_error(record, error)
         except Exception as error:  # a bug or an unexpected library error: keep the cell, say where
             record.status = "error"
             record.category = "crash"
@@ -482,6 +512,18 @@ class CellRunner:
             else:
                 tail = "".join(traceback.format_exception(error)[-3:]).strip()
                 record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
+        self.report.write_cell(record)
+        return record
+
+    def _resource_error(self, record: CellRecord, error: MemoryError) -> CellRecord:
+        """Record a cell that ran out of the memory its worker may take, and write it."""
+        record.status = "error"
+        record.category = "resource"
+        record.reason = (
+            f"the cell needed more memory than the worker may take ({memory_limit_text()}): "
+            f"{error or 'an allocation failed'}; lower the card's sample counts or input sizes, or raise "
+            "--worker-memory-gb"
+        )
         self.report.write_cell(record)
         return record
 
@@ -515,6 +557,11 @@ class CellRunner:
             record.reason = f"unavailable: {unavailable}"
             return
         metric = self._metric(card)
+        over = budget_problems(card, self.limits(card))  # from the shapes alone, before anything is built
+        if over:
+            raise CellError(
+                "bad_input", f"{card.path}: the card's data would not fit:\n" + "\n".join(f"  - {p}" for p in over)
+            )
         mismatch = model_mismatch(card, self.registry, self.cache)  # before the data: the model says more
         if mismatch:
             raise CellError(
