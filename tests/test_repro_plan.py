@@ -7,6 +7,8 @@ from the cell's real QDQ model and measures it on the real CPU EP.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -89,3 +91,24 @@ def test_plan_repro_needs_the_model_in_the_zoo(failed):
     other = Cell("not_here", "onnx", "cpu", "w4a8", "ptq")
     with pytest.raises(ReproError, match="not in the zoo here"):
         plan_repro(runner, other, record, 4, root / "work-x")
+
+
+def test_repro_cli_writes_a_folder_that_reproduces_the_cell(failed, tmp_path):
+    """``zoocompat repro CELL --results R --zoo DIR``: the folder is written and its script, run by the CLI,
+    reproduces the accuracy loss on the CPU EP.
+    """
+    from click.testing import CliRunner
+
+    from zoocompat.cli import main
+
+    runner, cell, record, root = failed
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"run": {}, "cells": [json.loads(record.model_dump_json())], "card_errors": []}))
+    out = tmp_path / "repro"
+    args = ["repro", record.id, "--results", str(results), "--zoo", str(root), "--out", str(out)]
+    done = CliRunner().invoke(main, args, env={"ZOOCOMPAT_CACHE": str(root / "cache")})
+    assert done.exit_code == 0, done.output
+    assert f"wrote {out}" in done.output and (out / "model.onnx").is_file() and (out / "repro.py").is_file()
+    assert "REPRODUCED" in done.output and "NOT REPRODUCED" not in done.output  # the CLI ran the folder's script
+    missing = CliRunner().invoke(main, ["repro", "nope-onnx-cpu-w4a8-ptq", "--results", str(results)])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output and "nope" in missing.output

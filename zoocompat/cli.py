@@ -553,7 +553,10 @@ def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> N
     default=None,
     help="which problem to show when a cell has several (default: the cell's failure category)",
 )
-def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool, problem) -> None:
+@click.option("--zoo", "extra", multiple=True, type=click.Path(path_type=Path), help="extra folder of cards")
+def repro(
+    cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool, problem, extra
+) -> None:
     """Write the smallest ONNX + inputs + expected outputs + one command that show CELL_ID's problem.
 
     For a cell that falls back, fails accuracy or fidelity, or crashes; the
@@ -571,14 +574,21 @@ def repro(cell_id: str, results_path: Path, out_dir: Path | None, samples: int, 
     try:
         record = find_cell(load_results(results_path), cell_id)
         out = out_dir or Path("repro") / record.id
-        runner = make_runner()
+        runner = make_runner(extra_zoo=tuple(extra))
         work = out / "_work"
         cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
         case = plan_repro(runner, cell, record, samples, work, problem)
-        write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path} --out {out}")
+        zoo = "".join(f" --zoo {folder}" for folder in extra)
+        write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path}{zoo} --out {out}")
         shutil.rmtree(work, ignore_errors=True)
     except ZoocompatError as error:
         _fail(str(error), 1)
+    except Exception as error:  # a bug in cutting the repro: one line that says so, never a traceback
+        _fail(
+            f"repro of {cell_id} failed while cutting the model: {type(error).__name__}: {error}; the cell's "
+            "record is unchanged; please report this with the record",
+            1,
+        )
     click.echo(f"wrote {out}: {case.what}")
     if no_verify:
         return
