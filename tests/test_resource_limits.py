@@ -122,3 +122,23 @@ def test_zoo_models_naming_an_invalid_card_shows_its_error_and_runs_the_rest(tmp
     assert [c["id"] for c in results["cells"]] == ["digits_ok-onnx-cpu-fp32-none"]
     assert results["cells"][0]["status"] == "pass"
     assert [Path(e["card"]).name for e in results["card_errors"]] == ["mymodel.yaml"]
+
+
+def test_an_unexpected_exception_is_a_one_line_reason_with_the_traceback_kept_aside(tmp_path, monkeypatch):
+    """A bug inside a cell (here a TypeError from the data stage) is recorded as error / crash whose reason
+    names the exception and where it was raised, never a Python traceback; the traceback is in a file.
+    """
+    build_onnx(tmp_path / "model.onnx", *fit_weights())
+    (tmp_path / "digits_bug.yaml").write_text(yaml.safe_dump(card("digits_bug")))
+    loaded = load_card(tmp_path / "digits_bug.yaml")
+    runner = CellRunner(registry(), {loaded.name: loaded}, ArtifactCache(tmp_path / "cache"), ReportDir(tmp_path / "r"))
+
+    def broken(card):
+        raise TypeError("Cannot handle this data type: (1, 1, 3), <f4")
+
+    monkeypatch.setattr(runner, "card_data", broken)
+    record = runner.run_cell(Cell(loaded.name, "onnx", "cpu", "fp32", "none"))
+    assert record.status == "error" and record.category == "crash"
+    assert record.reason.startswith("unexpected TypeError in test_resource_limits.py:")
+    assert "Traceback" not in record.reason and "\n" not in record.reason and 'File "' not in record.reason
+    assert "Traceback (most recent call last)" in Path(record.artifacts["traceback"]).read_text()

@@ -510,8 +510,18 @@ class CellRunner:
                     "with --resume"
                 )
             else:
-                tail = "".join(traceback.format_exception(error)[-3:]).strip()
-                record.reason = f"unexpected {type(error).__name__}: {error} | {tail[-600:]}"
+                # a bug (ours or a plugin's): the reason says what and where, the traceback goes to a file
+                frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+                where = f" in {Path(frame.filename).name}:{frame.lineno} ({frame.name})" if frame else ""
+                log = self.report.root / "work" / cell.id / "traceback.txt"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text("".join(traceback.format_exception(error)))
+                record.artifacts["traceback"] = str(log)
+                message = " ".join(str(error).split())[:300]
+                record.reason = (
+                    f"unexpected {type(error).__name__}{where}: {message}; a bug in zoocompat or a plugin, not a "
+                    f"verdict on the model: please report it with {log}"
+                )
         self.report.write_cell(record)
         return record
 
