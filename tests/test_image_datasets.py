@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from zoocompat_plugins.datasets.images import MnistDataset, RotatedPagesDataset
 
 from zoocompat.api.errors import CellError
-from zoocompat_plugins.datasets.images import MnistDataset, RotatedPagesDataset
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,13 @@ def test_preprocessing_gives_the_input_or_a_bad_input_naming_the_field(case):
         assert any(field in error.message for field in FIELDS), error.message
         return
     assert batch.shape == (2, *spec.sample_shape) and batch.dtype == np.dtype(spec.dtype)
+
+
+def test_a_grey_float_image_made_three_channel_and_resized_is_model_input():
+    """The reported crash: ``channels: 3`` plus ``resize`` on a greyscale float dataset ("Cannot handle this data
+    type: (1, 1, 3), <f4" from Pillow) now gives the input.
+    """
+    spec = InputSpec(name="x", shape=[1, 3, 16, 16], preprocess={"channels": 3, "resize": [16, 16]})
+    grey = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    batch = to_model_input([grey], spec)
+    assert batch.shape == (1, 3, 16, 16) and np.allclose(batch[0, 0], batch[0, 2])
