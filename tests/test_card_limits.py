@@ -84,6 +84,8 @@ NUMERIC_FIELDS: list[tuple[str, str, Callable[[dict, Any], None], list[Any]]] = 
         [0, -5, 1.5, 1, MAX_SAMPLES + 1],  # 1: below evaluation, the first look
     ),
     ("dataset.budget_s", "dataset.budget_s", _put("dataset.budget_s"), [0, -1.0, 86_400 * 2]),
+    ("dataset.max_sample_mb", "dataset.max_sample_mb", _put("dataset.max_sample_mb"), [0, -1.0, 2.0**21]),
+    ("dataset.max_split_mb", "dataset.max_split_mb", _put("dataset.max_split_mb"), [0, -64, 2.0**21]),
     ("dataset.seed", "dataset.seed", _put("dataset.seed"), [-1, 0.5, MAX_SEED + 1]),
     ("dataset.params", "dataset.params", _put("dataset.params.noise"), []),
     ("source.params", "source.recipe.params", _recipe, []),
