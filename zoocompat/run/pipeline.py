@@ -273,7 +273,9 @@ class CellRunner:
         """The sample sizes of a card's looks, what limits the last (``pool`` / ``max_evaluation``), and the
         seconds later looks may spend (``None``: no limit).
         """
-        pool = data.pool if data.pool is not None else pool_size(card, self._dataset(card), self.cache)
+        if data.pool is None:  # data cached before the pool was recorded: count it (the record keeps it)
+            data.pool = pool_size(card, self._dataset(card), self.cache)
+        pool = data.pool
         most = card.dataset.most_evaluation(pool)
         if self.max_evaluation is not None:
             most = max(card.dataset.evaluation, min(most, self.max_evaluation))
@@ -652,7 +654,6 @@ class CellRunner:
             fp32_scores = per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)
             fp32_value = float(np.mean(fp32_scores))
         verdict = test.verdict
-        pool = data.pool if data.pool is not None else None
         record.metric = MetricResult(
             name=metric.name,
             fp32=fp32_value,
@@ -673,7 +674,7 @@ class CellRunner:
             looks=[LookResult(**vars(look)) for look in test.looks],
             planned=list(sizes),
             stopped=stopped,
-            pool=pool,
+            pool=data.pool,
         )
         same_as_reference = cell.backend == self.registry.reference_backend()
         record.fidelity = Fidelity(
