@@ -45,14 +45,14 @@ class Limits:
 def limits_for(card: Card, sample_mb: float | None = None, split_mb: float | None = None) -> Limits:
     """The limits for ``card``: the command line's (``sample_mb``, ``split_mb``), else the card's, else defaults."""
     spec = card.dataset
-    sample = (sample_mb, "--max-sample-mb") if sample_mb else (spec.max_sample_mb, "dataset.max_sample_mb")
-    split = (split_mb, "--max-split-mb") if split_mb else (spec.max_split_mb, "dataset.max_split_mb")
-    return Limits(
-        sample[0] or DEFAULT_SAMPLE_MB,
-        split[0] or DEFAULT_SPLIT_MB,
-        sample[1] if sample[0] else "the default",
-        split[1] if split[0] else "the default",
-    )
+    sample, sample_from = _first((sample_mb, "--max-sample-mb"), (spec.max_sample_mb, "dataset.max_sample_mb"))
+    split, split_from = _first((split_mb, "--max-split-mb"), (spec.max_split_mb, "dataset.max_split_mb"))
+    return Limits(sample or DEFAULT_SAMPLE_MB, split or DEFAULT_SPLIT_MB, sample_from, split_from)
+
+
+def _first(*given: tuple[float | None, str]) -> tuple[float | None, str]:
+    """The first value that is set, with where it came from; ``(None, "the default")`` when none is."""
+    return next(((value, where) for value, where in given if value), (None, "the default"))
 
 
 def _sample_bytes(card: Card) -> list[tuple[str, int]]:
@@ -68,30 +68,30 @@ def budget_problems(card: Card, limits: Limits) -> list[str]:
     """``"field: problem"`` lines for the sample and split sizes of ``card`` over ``limits`` (``[]`` when within)."""
     sizes = _sample_bytes(card)
     sample = sum(size for _, size in sizes)
-    parts = ", ".join(
-        f"{name!r} {spec.sample_shape} {spec.dtype} = {_mb(size)}"
-        for (name, size), spec in zip(sizes, card.inputs, strict=True)
-    )
-    problems = []
-    if sample > limits.sample_mb * _MIB:
-        problems.append(
+    if sample > limits.sample_mb * _MIB:  # the splits are over too: one message says it
+        parts = ", ".join(
+            f"{name!r} {spec.sample_shape} {spec.dtype} = {_mb(size)}"
+            for (name, size), spec in zip(sizes, card.inputs, strict=True)
+        )
+        return [
             f"inputs: one sample takes {_mb(sample)} ({parts}), over the limit of {limits.sample_mb:g} MiB per "
             f"sample ({limits.sample_from}); use smaller inputs.shape / preprocess.resize, or raise the limit "
             "with dataset.max_sample_mb or --max-sample-mb"
-        )
-        return problems  # the splits are over too; one message says it
+        ]
     spec = card.dataset
-    evaluation = spec.max_evaluation if isinstance(spec.max_evaluation, int) else spec.evaluation
-    for field, count in (("dataset.calibration", spec.calibration), ("dataset.evaluation", evaluation)):
-        if field == "dataset.evaluation" and spec.max_evaluation is not None:
-            field = "dataset.max_evaluation" if isinstance(spec.max_evaluation, int) else field
-        if count * sample > limits.split_mb * _MIB:
-            problems.append(
-                f"{field}: {count} samples of {_mb(sample)} take {_mb(count * sample)}, over the limit of "
-                f"{limits.split_mb:g} MiB per split ({limits.split_from}); take fewer samples, or raise the "
-                "limit with dataset.max_split_mb or --max-split-mb"
-            )
-    return problems
+    # evaluation up to its most: a number of samples when the card gives one ("pool" is capped at run time)
+    evaluation = (
+        ("dataset.max_evaluation", spec.max_evaluation)
+        if isinstance(spec.max_evaluation, int)
+        else ("dataset.evaluation", spec.evaluation)
+    )
+    return [
+        f"{field}: {count} samples of {_mb(sample)} take {_mb(count * sample)}, over the limit of "
+        f"{limits.split_mb:g} MiB per split ({limits.split_from}); take fewer samples, or raise the "
+        "limit with dataset.max_split_mb or --max-split-mb"
+        for field, count in (("dataset.calibration", spec.calibration), evaluation)
+        if count * sample > limits.split_mb * _MIB
+    ]
 
 
 def evaluation_samples_within(card: Card, limits: Limits, most: int) -> int:

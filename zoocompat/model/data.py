@@ -277,6 +277,13 @@ def _checked_pool(card: Card, dataset: Dataset | None, cache: ArtifactCache | No
     return pool
 
 
+def _order(card: Card, count: int) -> np.ndarray:
+    """The card's seeded permutation of ``count`` samples: calibration first, then evaluation look by look, then
+    what is left (QAT's training samples of the card's own data).
+    """
+    return np.random.default_rng(card.dataset.seed).permutation(count)
+
+
 def _origin(card: Card) -> str:
     spec = card.dataset
     return f"dataset {spec.name!r}" if spec.name else f"dataset.source ({spec.source.kind})"
@@ -290,7 +297,7 @@ def build_card_data(card: Card, dataset: Dataset | None, cache: ArtifactCache | 
     """
     spec = card.dataset
     pool = _checked_pool(card, dataset, cache)
-    order = np.random.default_rng(spec.seed).permutation(len(pool))
+    order = _order(card, len(pool))
     cal_idx, eval_idx = order[: spec.calibration], order[spec.calibration : spec.calibration + spec.evaluation]
     return CardData(
         calibration=_model_inputs(card, pool, cal_idx),
@@ -320,7 +327,7 @@ def build_evaluation(
             f"{card.path}: {_origin(card)} holds {len(pool) - spec.calibration} evaluation samples after "
             f"calibration {spec.calibration}, a look asks for {stop}; lower dataset.max_evaluation",
         )
-    order = np.random.default_rng(spec.seed).permutation(len(pool))
+    order = _order(card, len(pool))
     index = order[spec.calibration + start : spec.calibration + stop]
     labels = None if pool.labels is None else np.asarray(pool.labels)[index]
     return _model_inputs(card, pool, index), labels
@@ -335,18 +342,16 @@ def training_inputs(
     """
     if card.dataset.source is not None:
         pool = load_source(card, cache)
-        spare = np.random.default_rng(card.dataset.seed).permutation(len(pool))[
-            card.dataset.calibration + card.dataset.reserved_for_evaluation :
-        ]
+        spare = _order(card, len(pool))[card.dataset.calibration + card.dataset.reserved_for_evaluation :]
         return _model_inputs(card, pool, spare[:limit]) if len(spare) else None
     assert dataset is not None, "a card with dataset.name needs its registered dataset"
     pool = dataset.load("train", card.dataset.seed, dict(card.dataset.params))
     if isinstance(pool.samples, dict):
         tensors = _checked_tensors(card, pool.samples)
         count = len(next(iter(tensors.values()))) if tensors else 0
-        order = np.random.default_rng(card.dataset.seed).permutation(count)[:limit]
+        order = _order(card, count)[:limit]
         return {name: values[order] for name, values in tensors.items()} if count else None
     if not len(pool.samples):
         return None
-    order = np.random.default_rng(card.dataset.seed).permutation(len(pool.samples))[:limit]
+    order = _order(card, len(pool.samples))[:limit]
     return {_image_inputs(card).name: to_model_input([pool.samples[i] for i in order], card.inputs[0])}

@@ -105,14 +105,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--evaluation-budget",
-        type=_positive_seconds,
+        type=_positive_number,
         default=None,
         metavar="SECONDS",
         help="most seconds any cell's later looks may spend on its backend (lowers a card's dataset.budget_s)",
     )
     group.addoption(
         "--max-sample-mb",
-        type=_positive_seconds,
+        type=_positive_number,
         default=None,
         metavar="MIB",
         help="most MiB one sample (all inputs) may take, from the card's shapes, checked before any data is built "
@@ -120,7 +120,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--max-split-mb",
-        type=_positive_seconds,
+        type=_positive_number,
         default=None,
         metavar="MIB",
         help="most MiB a calibration or evaluation split may take (default 6144; else the card's dataset.max_split_mb)",
@@ -178,8 +178,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_seconds(text: str) -> float:
-    """An option's finite number of seconds above 0."""
+def _positive_number(text: str) -> float:
+    """An option's finite number above 0 (seconds, MiB)."""
     value = float(text)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(text)

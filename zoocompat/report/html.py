@@ -85,10 +85,7 @@ def _html_cell(cell: CellRecord, registry: Registry | None = None) -> HtmlCell:
     if m and m.value is not None:
         out.metric = f"{m.value:.3f}"
         if m.drop is not None and cell.precision != "fp32":
-            interval = m.drop_interval if cell.status == "inconclusive" else None
-            out.drop = (m.drop_text(*interval) if interval else m.drop_text()) + (
-                f", n={m.samples}" if m.samples else ""
-            )
+            out.drop = m.drop_shown(cell.status == "inconclusive")
     if chosen_technique(cell):
         out.metric = f"[{chosen_technique(cell)}] {out.metric}".strip()
     if cell.coverage and cell.coverage.total_nodes and not is_reference(cell, registry):

@@ -72,6 +72,14 @@ class MetricResult(_Model):
     stopped: Literal["decided", "pool", "max_evaluation", "budget"] | None = None
     pool: int | None = None
 
+    def drop_shown(self, with_interval: bool) -> str:
+        """The drop as a table cell shows it: with its interval when asked (an open cell), and the samples it
+        rests on, ``Δ +0.2 pt, n=433`` or ``Δ +0.0 pt, -1.7…+1.7, n=160``.
+        """
+        interval = self.drop_interval if with_interval else None
+        shown = self.drop_text(*interval) if interval else self.drop_text()
+        return f"{shown}, n={self.samples}" if self.samples else shown
+
     def drop_text(self, low: float | None = None, high: float | None = None) -> str:
         """The drop as a table shows it, ``Δ +1.2 pt`` or ``Δ +0.0031``, with its interval when given."""
         if self.drop_unit == "value":

@@ -54,9 +54,7 @@ def cell_text(cell: CellRecord, registry: Registry | None = None) -> str:
     if m and m.value is not None:
         parts.append(f"{m.value:.3f}")
         if m.drop is not None and cell.precision != "fp32":
-            interval = getattr(m, "drop_interval", None)
-            shown = m.drop_text(*interval) if cell.status == "inconclusive" and interval else m.drop_text()
-            parts.append(f"({shown}, n={m.samples})" if m.samples else f"({shown})")
+            parts.append(f"({m.drop_shown(cell.status == 'inconclusive')})")
     if cell.status in STATUS_WORD:
         parts.append(STATUS_WORD[cell.status])
     if cell.category and cell.status not in ("pass", "xpass"):

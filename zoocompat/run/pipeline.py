@@ -166,14 +166,24 @@ class Evaluated:
     fp32: dict[str, np.ndarray]
     reference: dict[str, np.ndarray]
     labels: np.ndarray | None
+    #: the last look's per-sample scores of the backend's outputs and of FP32's (``None`` for a floor metric);
+    #: scored afresh over all samples at each look, since a metric may score a sample against the others
+    #: (recall@k searches the whole evaluation set)
+    scores: np.ndarray | None = None
+    fp32_scores: np.ndarray | None = None
 
     def extend(self, outputs: dict, fp32: dict, reference: dict, labels: np.ndarray | None) -> None:
         """Append a later look's new samples (the sample axis is first on every output)."""
-        self.outputs = {k: np.concatenate([v, outputs[k]]) for k, v in self.outputs.items()}
-        self.fp32 = {k: np.concatenate([v, fp32[k]]) for k, v in self.fp32.items()}
-        self.reference = {k: np.concatenate([v, reference[k]]) for k, v in self.reference.items()}
+        self.outputs = _concat(self.outputs, outputs)
+        self.fp32 = _concat(self.fp32, fp32)
+        self.reference = _concat(self.reference, reference)
         if self.labels is not None:
             self.labels = np.concatenate([self.labels, labels])
+
+
+def _concat(head: dict[str, np.ndarray], tail: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each array of ``head`` followed by ``tail``'s of the same name, along the sample axis."""
+    return {name: np.concatenate([values, tail[name]]) for name, values in head.items()}
 
 
 def _relative_error(native: np.ndarray, onnx: np.ndarray) -> float:
@@ -298,8 +308,7 @@ class CellRunner:
             more, more_labels = self.evaluation_chunk(card, have, want)
             workdir = self.report.root / "work" / f"{card.name}-evaluation-{have}-{want}"
             more_fp32 = self._reference_outputs(converted.onnx, "fp32", more, workdir)
-            inputs = {k: np.concatenate([v, more[k]]) for k, v in inputs.items()}
-            fp32 = {k: np.concatenate([v, more_fp32[k]]) for k, v in fp32.items()}
+            inputs, fp32 = _concat(inputs, more), _concat(fp32, more_fp32)
             labels = None if labels is None else np.concatenate([labels, more_labels])
         return inputs, labels, fp32
 
@@ -646,13 +655,10 @@ class CellRunner:
             stopped = limit
         if later["notes"] and "outputs" in record.backend_info:
             record.backend_info["outputs"]["looks"] = later["notes"]
-        scores = per_sample(metric, card, seen.outputs, seen.fp32, seen.labels)
+        scores, fp32_scores = seen.scores, seen.fp32_scores  # the last look's: the verdict's own
         value = float(np.mean(scores))
         last = test.looks[-1]
-        fp32_value = fp32_scores = None
-        if not floor:
-            fp32_scores = per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)
-            fp32_value = float(np.mean(fp32_scores))
+        fp32_value = None if fp32_scores is None else float(np.mean(fp32_scores))
         verdict = test.verdict
         record.metric = MetricResult(
             name=metric.name,
@@ -725,10 +731,12 @@ class CellRunner:
         record.reason = on if not placement.fallback_ops else f"{on}; fell back: {placement.fallback_ops}"
 
     def _look(self, card: Card, metric: Any, test: SequentialTest, seen: Evaluated, identical: bool) -> str | None:
-        """Take the next look over everything evaluated so far; ``decided`` when it settles the cell."""
-        scores = per_sample(metric, card, seen.outputs, seen.fp32, seen.labels)
-        fp32_scores = None if test.floor else per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)
-        test.look(fp32_scores, scores, identical=identical and not test.floor)
+        """Score everything evaluated so far (kept in ``seen``) and take the next look; ``decided`` when it settles
+        the cell.
+        """
+        seen.scores = per_sample(metric, card, seen.outputs, seen.fp32, seen.labels)
+        seen.fp32_scores = None if test.floor else per_sample(metric, card, seen.fp32, seen.fp32, seen.labels)
+        test.look(seen.fp32_scores, seen.scores, identical=identical and not test.floor)
         return "decided" if test.decided else None
 
     def _grow(
