@@ -12,25 +12,15 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.registry import registry
-from zoocompat.model.cards import load_card
-from zoocompat.report.results import ReportDir
+from tests.corpus.digits_linear import card, digits_runner
 from zoocompat.run.matrix import Cell
-from zoocompat.run.pipeline import CellRunner
 from zoocompat.sdk.releases import current_env
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    root = tmp_path_factory.mktemp("htp_pipeline")
-    build_onnx(root / "model.onnx", *fit_weights())
-    (root / "card.yaml").write_text(yaml.safe_dump(card("digits_htp")))
-    loaded = load_card(root / "card.yaml")
-    return CellRunner(registry(), {loaded.name: loaded}, ArtifactCache(root / "cache"), ReportDir(root / "r"))
+    return digits_runner(tmp_path_factory.mktemp("htp_pipeline"), card("digits_htp"))[0]
 
 
 @pytest.mark.parametrize(("precision", "quant"), [("fp16", "none"), ("w8a8", "ptq")])

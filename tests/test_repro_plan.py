@@ -10,18 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.registry import registry
+from tests.corpus.digits_linear import card, digits_runner
 from zoocompat.diagnose.first_bad import activation_pairs
 from zoocompat.diagnose.repro import ReproError, write_repro
 from zoocompat.diagnose.repro_plan import plan_repro
-from zoocompat.model.cards import load_card
-from zoocompat.report.results import Coverage, LayerFinding, ReportDir
+from zoocompat.report.results import Coverage, LayerFinding
 from zoocompat.run.matrix import Cell
-from zoocompat.run.pipeline import CellRunner
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("aimet_onnx")
@@ -30,10 +25,7 @@ pytest.importorskip("aimet_onnx")
 @pytest.fixture(scope="module")
 def failed(tmp_path_factory):
     root = tmp_path_factory.mktemp("repro_plan")
-    build_onnx(root / "model.onnx", *fit_weights())
-    (root / "card.yaml").write_text(yaml.safe_dump(card("digits_repro")))
-    loaded = load_card(root / "card.yaml")
-    runner = CellRunner(registry(), {loaded.name: loaded}, ArtifactCache(root / "cache"), ReportDir(root / "r"))
+    runner, loaded = digits_runner(root, card("digits_repro"))
     cell = Cell(loaded.name, "onnx", "cpu", "w4a8", "ptq")
     record = runner.run_cell(cell)
     assert record.status == "fail" and record.category == "accuracy", record.reason

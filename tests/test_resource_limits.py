@@ -18,15 +18,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.registry import registry
+from tests.corpus.digits_linear import build_onnx, card, digits_runner, fit_weights
 from zoocompat.cli import main
 from zoocompat.model.budgets import DEFAULT_SPLIT_MB, budget_problems, limits_for
-from zoocompat.model.cards import load_card
-from zoocompat.report.results import ReportDir
 from zoocompat.run.matrix import Cell
-from zoocompat.run.pipeline import CellRunner
 
 pytestmark = pytest.mark.bad_input
 ROOT = Path(__file__).parent.parent
@@ -42,9 +37,27 @@ def _huge(name: str = "huge", **dataset) -> dict:
 
 
 def _load(tmp_path: Path, data: dict) -> object:
-    build_onnx(tmp_path / "model.onnx", *fit_weights())
-    (tmp_path / f"{data['name']}.yaml").write_text(yaml.safe_dump(data))
-    return load_card(tmp_path / f"{data['name']}.yaml")
+    return digits_runner(tmp_path, data)[1]
+
+
+def _matrix(
+    tmp_path: Path, zoo: dict[str, dict], *extra: str, workers: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """The digits model and the cards ``zoo`` (name: card) in a folder, and ``pytest conformance/`` on their cpu
+    fp32 cells in a subprocess; returns the run and its results.
+    """
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    build_onnx(folder / "model.onnx", *fit_weights())
+    for name, data in zoo.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    report = tmp_path / "report"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", "-n", workers]
+    command += ["--zoo", str(folder), "--zoo-report", str(report), "--backends", "cpu", "--precisions", "fp32"]
+    command += ["--zoo-models", ",".join(zoo), *extra]
+    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+    return done, json.loads((report / "results.json").read_text())
 
 
 def test_split_and_sample_sizes_are_checked_from_the_shapes(tmp_path):
@@ -69,8 +82,7 @@ def test_zoo_check_refuses_the_card_before_building_any_data(tmp_path):
 
 
 def test_a_cell_over_its_budget_fails_alone_before_any_data(tmp_path):
-    loaded = _load(tmp_path, _huge())
-    runner = CellRunner(registry(), {loaded.name: loaded}, ArtifactCache(tmp_path / "cache"), ReportDir(tmp_path / "r"))
+    runner, loaded = digits_runner(tmp_path, _huge())
     record = runner.run_cell(Cell(loaded.name, "onnx", "cpu", "fp32", "none"))
     assert record.status == "fail" and record.category == "bad_input", record.reason
     assert "huge.yaml: the card's data would not fit" in record.reason and "25.0 GiB" in record.reason
@@ -79,21 +91,11 @@ def test_a_cell_over_its_budget_fails_alone_before_any_data(tmp_path):
 
 
 def test_a_cell_over_the_workers_memory_limit_is_a_resource_error_and_the_run_goes_on(tmp_path):
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    build_onnx(zoo / "digits_ok.onnx", *fit_weights())
-    (zoo / "digits_ok.yaml").write_text(yaml.safe_dump(card("digits_ok", "digits_ok.onnx")))
-    hog = card("memory_hog", "hog.pt")
+    hog = card("memory_hog", "model.onnx")  # a pytorch card: the architecture asks for 6 GiB before reading it
     hog.update(frontend="pytorch", architecture="tests.corpus.memory_hog:MemoryHog")
-    (zoo / "hog.pt").write_bytes(b"never read: the architecture asks for 6 GiB first")
-    (zoo / "memory_hog.yaml").write_text(yaml.safe_dump(hog))
-    report = tmp_path / "report"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", "-n", "1"]
-    command += ["--zoo", str(zoo), "--zoo-report", str(report), "--backends", "cpu", "--precisions", "fp32"]
-    command += ["--zoo-models", "digits_ok,memory_hog", "--worker-memory-gb", "4"]
-    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
-    cells = {c["id"]: c for c in json.loads((report / "results.json").read_text())["cells"]}
+    zoo = {"digits_ok": card("digits_ok"), "memory_hog": hog}
+    done, results = _matrix(tmp_path, zoo, "--worker-memory-gb", "4", workers="1")
+    cells = {c["id"]: c for c in results["cells"]}
     assert cells["digits_ok-onnx-cpu-fp32-none"]["status"] == "pass", done.stdout[-2000:]
     hogged = cells["memory_hog-pytorch-cpu-fp32-none"]
     assert hogged["status"] == "error" and hogged["category"] == "resource", hogged["reason"]
@@ -102,23 +104,12 @@ def test_a_cell_over_the_workers_memory_limit_is_a_resource_error_and_the_run_go
 
 
 def test_zoo_models_naming_an_invalid_card_shows_its_error_and_runs_the_rest(tmp_path):
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    build_onnx(zoo / "digits_ok.onnx", *fit_weights())
-    (zoo / "digits_ok.yaml").write_text(yaml.safe_dump(card("digits_ok", "digits_ok.onnx")))
-    broken = card("mymodel", "digits_ok.onnx")
+    broken = card("mymodel")
     broken["tolerance"] = {"default": -5}
-    (zoo / "mymodel.yaml").write_text(yaml.safe_dump(broken))
-    report = tmp_path / "report"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/", "-n", "0"]
-    command += ["--zoo", str(zoo), "--zoo-report", str(report), "--backends", "cpu", "--precisions", "fp32"]
-    command += ["--zoo-models", "mymodel,digits_ok"]
-    env = dict(os.environ, ZOOCOMPAT_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+    done, results = _matrix(tmp_path, {"mymodel": broken, "digits_ok": card("digits_ok")}, workers="0")
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-1000:]  # the card error fails; not a usage error
     assert "unknown mymodel" not in done.stdout + done.stderr
     assert "tolerance.default" in done.stdout  # the real validation error is shown
-    results = json.loads((report / "results.json").read_text())
     assert [c["id"] for c in results["cells"]] == ["digits_ok-onnx-cpu-fp32-none"]
     assert results["cells"][0]["status"] == "pass"
     assert [Path(e["card"]).name for e in results["card_errors"]] == ["mymodel.yaml"]
@@ -128,10 +119,7 @@ def test_an_unexpected_exception_is_a_one_line_reason_with_the_traceback_kept_as
     """A bug inside a cell (here a TypeError from the data stage) is recorded as error / crash whose reason
     names the exception and where it was raised, never a Python traceback; the traceback is in a file.
     """
-    build_onnx(tmp_path / "model.onnx", *fit_weights())
-    (tmp_path / "digits_bug.yaml").write_text(yaml.safe_dump(card("digits_bug")))
-    loaded = load_card(tmp_path / "digits_bug.yaml")
-    runner = CellRunner(registry(), {loaded.name: loaded}, ArtifactCache(tmp_path / "cache"), ReportDir(tmp_path / "r"))
+    runner, loaded = digits_runner(tmp_path, card("digits_bug"))
 
     def broken(card):
         raise TypeError("Cannot handle this data type: (1, 1, 3), <f4")

@@ -67,3 +67,25 @@ def card(name: str, model_file: str = "model.onnx") -> dict[str, Any]:
         "tolerance": {"default": 0.05},
         "smoke": [],
     }
+
+
+def digits_runner(folder: Path, data: dict[str, Any]) -> tuple[Any, Any]:
+    """The linear digits model and the card ``data`` written in ``folder`` (``<name>.yaml``, ``model.onnx``), and
+    a :class:`~zoocompat.run.pipeline.CellRunner` over that one card with its own cache and report there.
+    Returns the runner and the loaded card.
+    """
+    import yaml
+
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import load_card
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.pipeline import CellRunner
+
+    build_onnx(folder / "model.onnx", *fit_weights())
+    path = folder / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    loaded = load_card(path)
+    return CellRunner(
+        registry(), {loaded.name: loaded}, ArtifactCache(folder / "cache"), ReportDir(folder / "r")
+    ), loaded
