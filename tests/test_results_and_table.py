@@ -121,6 +121,19 @@ def test_wilson_interval_and_sqnr():
     assert sqnr_db(ref, ref) is None
 
 
+def test_per_sample_sqnr_spread():
+    import numpy as np
+
+    from zoocompat.verdict.stats import sqnr_spread_db
+
+    ref = np.ones((4, 10))
+    noisy = ref * np.array([1.01, 1.001, 1.01, 1.0])[:, None]  # 40, 60, 40 dB; the last sample is identical
+    spread, samples = sqnr_spread_db(ref, noisy)
+    assert samples == 3 and spread == pytest.approx(np.std([40.0, 60.0, 40.0], ddof=1))
+    assert sqnr_spread_db(ref, ref) == (None, 0)
+    assert sqnr_spread_db(ref[:1], noisy[:1]) == (None, 1)  # one sample has no spread
+
+
 def test_auto_and_qat_cells_show_the_technique(tmp_path):
     report = ReportDir(tmp_path)
     report.write_run(RunInfo())

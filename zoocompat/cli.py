@@ -184,6 +184,18 @@ def merge(results: tuple[Path, ...], output: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output instead of Markdown")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="accuracy drop growth, in points")
 @click.option("--max-slowdown", type=float, default=2.0, show_default=True, help="slowdown factor that is a regression")
+@click.option(
+    "--sqnr-margin",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="SQNR change (dB) vs the CPU run that is a regression or an improvement (widened by the samples' spread)",
+)
+@click.option(
+    "--gate-emulator-latency",
+    is_flag=True,
+    help="let slowdowns timed on an emulator (the HTP off-device) fail the gate, not only be reported",
+)
 @click.option("--md", "md_file", type=click.Path(path_type=Path), default=None, help="write the Markdown here")
 @click.option(
     "--bisect",
@@ -191,17 +203,26 @@ def merge(results: tuple[Path, ...], output: Path) -> None:
     help="rerun each regressed cell on the installed SDK releases in between; name the first that changed",
 )
 def gate(
-    baseline: Path, candidate: Path, as_json: bool, threshold: float, max_slowdown: float, md_file, bisect: bool
+    baseline: Path,
+    candidate: Path,
+    as_json: bool,
+    threshold: float,
+    max_slowdown: float,
+    sqnr_margin: float,
+    gate_emulator_latency: bool,
+    md_file,
+    bisect: bool,
 ) -> None:
     """Compare two results.json cell by cell: exit 0 pass, 1 regression, 2 usage error.
 
     Cells pair by id without the SDK suffix, so a qnn-2.47 run and a qnn-2.51
-    run of the same cell are compared.
+    run of the same cell are compared; a pair whose model sha256 differ is
+    reported as "model changed", not compared.
     """
     from zoocompat.gate.compare import gate_files, render_markdown
 
     try:
-        report = gate_files(baseline, candidate, threshold, max_slowdown)
+        report = gate_files(baseline, candidate, threshold, max_slowdown, sqnr_margin, gate_emulator_latency)
     except ZoocompatError as error:
         _fail(str(error))
     if bisect:
@@ -215,6 +236,8 @@ def gate(
         click.echo(json.dumps(report.to_json(), indent=1))
     elif md_file:
         counts = f"{len(report.regressions)} regression(s), {len(report.improvements)} improvement(s)"
+        if report.model_changed:
+            counts += f", {len(report.model_changed)} model(s) changed"
         click.echo(f"{report.verdict}: {counts}; wrote {md_file}")
     else:
         click.echo(text, nl=False)

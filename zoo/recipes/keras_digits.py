@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoocompat_zoo.recipes.pinned import pinned
+
 from zoocompat.api.registry import registry
 
 MODEL_FILE = "digits_cnn.keras"
 INPUT_SCALE = 1 / 16  # digits pixels are 0..16; the card's preprocess.scale must match
+#: TensorFlow's intra-op threads while training (inter-op: 1); fixed, so the batches reduce in one order.
+THREADS = 2
 
 
 def _build(keras):
@@ -32,11 +36,14 @@ def _build(keras):
     )
 
 
+@pinned(THREADS)
 def train_cnn(out_dir: Path, epochs: int = 30, seed: int = 0) -> None:
     """Train the CNN with ``seed`` and write ``out_dir/digits_cnn.keras`` (only that file)."""
     import keras
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     pool = registry().get("dataset", "digits").load("train", seed, {})

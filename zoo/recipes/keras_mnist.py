@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from zoocompat_zoo.recipes.pinned import pinned
 
 from zoocompat.api.registry import registry
 from zoocompat.model.cards import Preprocess
@@ -34,6 +35,8 @@ SAVED_MODEL_DIR = "saved_model"
 MOBILENETV2_PREPROCESS = Preprocess(channels=3, resize=(32, 32), scale=1 / 127.5, mean=[1.0, 1.0, 1.0])
 #: The keras_savedmodel_mnist card's preprocess: 28x28 grey, pixels to [0, 1].
 CNN_PREPROCESS = Preprocess(scale=1 / 255)
+#: TensorFlow's intra-op threads while training (inter-op: 1); fixed, so the batches reduce in one order.
+THREADS = 2
 
 
 def mnist_train(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
@@ -44,10 +47,12 @@ def mnist_train(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _seed(seed: int):
-    """Seed Python, NumPy and TensorFlow and make TensorFlow ops deterministic; return keras."""
+    """Seed Python, NumPy and TensorFlow, fix its thread counts and make its ops deterministic; return keras."""
     import keras
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     return keras
@@ -87,6 +92,7 @@ def _fit(
     trainer.fit(images, labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, **fit_options)
 
 
+@pinned(THREADS)
 def train_mobilenetv2(
     out_dir: Path,
     epochs: int = 14,
@@ -146,6 +152,7 @@ def _cnn(keras):
     )
 
 
+@pinned(THREADS)
 def export_savedmodel_cnn(
     out_dir: Path, epochs: int = 6, seed: int = 0, batch_size: int = 64, lr: float = 3e-3, shift: float = 0.04
 ) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models.keypoint_net import KeypointNet
+from zoocompat_zoo.recipes.pinned import pinned
 from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
@@ -51,6 +52,7 @@ def _flip(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generato
     return images, targets
 
 
+@pinned(THREADS)
 def train_shape_keypoints(
     out_dir: Path, epochs: int = 8, seed: int = 0, count: int = 4000, lr: float = 6e-3, batch_size: int = 64
 ) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models.tiny_unet import IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES, WIDTHS, TinyUNet
+from zoocompat_zoo.recipes.pinned import pinned
 from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
@@ -60,6 +61,7 @@ def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     return images, labels
 
 
+@pinned(THREADS)
 def train_shapes_unet(out_dir: Path, epochs: int = 4, seed: int = 0, lr: float = 0.01, batch_size: int = 16) -> None:
     """Train the tiny U-Net with AdamW, a one-cycle schedule and left-right flips on :data:`TRAIN_COUNT`
     scenes of the ``shape_masks`` train split (drawn with ``seed``), then write ``out_dir/model.torchscript``.

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from zoocompat_zoo.models.text_encoder import TextEncoder
+from zoocompat_zoo.recipes.pinned import pinned
 from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
@@ -35,6 +36,7 @@ def topic_tensors(split: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
     )
 
 
+@pinned(THREADS)
 def train_topic_encoder(out_dir: Path, epochs: int = 8, seed: int = 0, lr: float = 3e-3, batch_size: int = 128) -> None:
     """Train a :class:`TextEncoder` with AdamW and a one-cycle schedule; write ``out_dir/model.pt``."""
     generator = seeded(seed, THREADS)

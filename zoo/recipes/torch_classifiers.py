@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from zoocompat_zoo.models import timm_small
+from zoocompat_zoo.recipes.pinned import pinned
 from zoocompat_zoo.recipes.training import fit, seeded
 
 from zoocompat.api.registry import registry
@@ -78,11 +79,13 @@ def _train(
     torch.save(model.eval().state_dict(), out_dir / MODEL_FILE)
 
 
+@pinned(THREADS)
 def train_resnet(out_dir: Path, epochs: int = 6, seed: int = 0) -> None:
     """Train :func:`zoocompat_zoo.models.timm_small.resnet` and write ``out_dir/model.pt``."""
     _train(timm_small.resnet, out_dir, epochs=epochs, seed=seed, lr=3e-3)
 
 
+@pinned(THREADS)
 def train_mobilenetv3(out_dir: Path, epochs: int = 16, seed: int = 0) -> None:
     """Train :func:`zoocompat_zoo.models.timm_small.mobilenetv3` and write ``out_dir/model.pt``."""
     _train(
@@ -90,6 +93,7 @@ def train_mobilenetv3(out_dir: Path, epochs: int = 16, seed: int = 0) -> None:
     )
 
 
+@pinned(THREADS)
 def train_efficientnet(out_dir: Path, epochs: int = 9, seed: int = 0) -> None:
     """Train :func:`zoocompat_zoo.models.timm_small.efficientnet` and write ``out_dir/model.pt``."""
     _train(
@@ -97,6 +101,7 @@ def train_efficientnet(out_dir: Path, epochs: int = 9, seed: int = 0) -> None:
     )
 
 
+@pinned(THREADS)
 def train_vit(out_dir: Path, epochs: int = 30, seed: int = 0) -> None:
     """Train :func:`zoocompat_zoo.models.timm_small.vit` and write ``out_dir/model.pt``."""
     _train(timm_small.vit, out_dir, epochs=epochs, seed=seed, lr=2e-3, batch_size=32)

@@ -11,13 +11,21 @@ runs) cannot be paired and is a usage error.
 
 Findings, each naming the cell and what changed:
 
-- regressions (exit 1): a new failure (pass -> fail / error, or a failing cell
-  whose failure category changed), an accuracy regression (the drop grew by more
-  than ``threshold`` points), a coverage regression (more nodes left on the CPU,
-  or an op type that newly fell back), a slowdown of at least ``max_slowdown``;
-- improvements: fixed cells (failing -> pass), new passes (skip / inconclusive
-  -> pass), accuracy and coverage gains;
-- latency: every per-cell change of at least 1.1x, bucketed both ways;
+- model changed: the two records' model sha256 (FP32 ONNX, QDQ model,
+  encodings) differ, so they ran different models; such a pair is reported with
+  the command that reruns that one model, and never as a regression;
+- regressions (exit 1): a new failure (a cell that becomes ``fail`` / ``error``
+  from whatever it was, or a failing cell whose failure category changed), a
+  fidelity regression (the SQNR against the CPU run of the same model crosses
+  its threshold), an SQNR drop beyond the margin, an accuracy regression (the
+  drop grew by more than ``threshold`` points), a coverage regression (more
+  nodes left on the CPU, or an op type that newly fell back), a slowdown of at
+  least ``max_slowdown`` measured on a device (emulator time only when asked);
+- improvements: fixed cells (failing -> pass or no longer failing, fidelity back
+  above its threshold), new passes (skip / inconclusive -> pass), SQNR,
+  accuracy and coverage gains;
+- latency: every per-cell change of at least 1.1x, bucketed both ways, emulator
+  time marked as such;
 - accepted: a pass that became a known failure (``xfail``) in the candidate;
 - inconclusive: changes the gate cannot judge (a cell now skipped or
   inconclusive, a metric missing on one side);
@@ -37,6 +45,7 @@ from typing import Any
 from zoocompat.api.errors import ZoocompatError
 from zoocompat.report.columns import sdk_backend
 from zoocompat.report.results import CellRecord, MetricResult, Results, load_results
+from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
 
 #: Default accuracy threshold in metric points (0.5 = half a percentage point of top-1).
 DEFAULT_THRESHOLD_PT = 0.5
@@ -44,6 +53,10 @@ DEFAULT_THRESHOLD_PT = 0.5
 LATENCY_BUCKETS: tuple[float, ...] = (1.1, 1.2, 1.5, 2.0, 5.0, 10.0, math.inf)
 #: Default slowdown factor from which a latency change is a regression, not only reported.
 DEFAULT_MAX_SLOWDOWN = 2.0
+#: Default SQNR margin (dB): a change of the SQNR against the CPU run beyond it is a regression or an improvement.
+DEFAULT_SQNR_MARGIN_DB = 3.0
+#: Standard errors of the per-sample SQNR's spread that widen the margin when records hold the spread.
+SQNR_SPREAD_Z = 3.0
 
 PASSING = ("pass", "xpass")
 FAILING = ("fail", "error", "xfail")
@@ -51,6 +64,7 @@ NOT_JUDGED = ("skip", "inconclusive")
 
 __all__ = [
     "DEFAULT_MAX_SLOWDOWN",
+    "DEFAULT_SQNR_MARGIN_DB",
     "DEFAULT_THRESHOLD_PT",
     "LATENCY_BUCKETS",
     "Finding",
@@ -66,7 +80,10 @@ __all__ = [
     "compare",
     "gate_files",
     "latency_bucket",
+    "on_emulator",
     "render_markdown",
+    "rerun_command",
+    "sqnr_margin_db",
 ]
 
 
@@ -96,6 +113,7 @@ class LatencyChange:
     measure: str  # "per_sample_ms" | "run_s"
     baseline: float
     candidate: float
+    emulator: bool = False  # either side timed on an emulator (the HTP off-device), not on a device
 
 
 @dataclass
@@ -126,10 +144,13 @@ class GateReport:
     candidate: dict[str, Any]
     threshold_pt: float
     max_slowdown: float
+    sqnr_margin_db: float = DEFAULT_SQNR_MARGIN_DB
+    gate_emulator_latency: bool = False
     regressions: list[Finding] = field(default_factory=list)
     improvements: list[Finding] = field(default_factory=list)
     accepted: list[Finding] = field(default_factory=list)
     inconclusive: list[Finding] = field(default_factory=list)
+    model_changed: list[Finding] = field(default_factory=list)
     latency: list[LatencyChange] = field(default_factory=list)
     only_in_baseline: list[str] = field(default_factory=list)
     only_in_candidate: list[str] = field(default_factory=list)
@@ -163,12 +184,15 @@ class GateReport:
             "improvements": [asdict(f) for f in self.improvements],
             "accepted": [asdict(f) for f in self.accepted],
             "inconclusive": [asdict(f) for f in self.inconclusive],
+            "model_changed": [asdict(f) for f in self.model_changed],
             "latency": latency,
             "only_in_baseline": self.only_in_baseline,
             "only_in_candidate": self.only_in_candidate,
             "compared": self.compared,
             "threshold_pt": self.threshold_pt,
             "max_slowdown": number(self.max_slowdown),
+            "sqnr_margin_db": self.sqnr_margin_db,
+            "gate_emulator_latency": self.gate_emulator_latency,
             "baseline": self.baseline,
             "candidate": self.candidate,
             **({"bisect": [asdict(b) for b in self.bisect]} if self.bisect is not None else {}),
@@ -247,6 +271,23 @@ def _latency_of(cell: CellRecord) -> tuple[str, float] | None:
     return None
 
 
+def on_emulator(cell: CellRecord) -> bool:
+    """Whether ``cell`` was timed on an emulator rather than a device.
+
+    A backend may say so itself in ``backend_info.emulator``. Otherwise a cell with a ``device`` ran on
+    one, and a cell whose runtime is described as emulated (the htp backend's "x86-64 HTP emulator
+    off-device", the gpu backend's fp16 reference "emulated on the CPU EP") or that loaded a QNN library
+    on the host (the dsp contract runs the same emulator) did not.
+    """
+    info = cell.backend_info
+    if "emulator" in info:
+        return bool(info["emulator"])
+    if info.get("device"):
+        return False
+    described = f"{info.get('runtime', '')} {info.get('reference', '')}".lower()
+    return "emulat" in described or bool(info.get("qnn_core_version"))
+
+
 def _latency_change(key: str, base: CellRecord, cand: CellRecord) -> LatencyChange | None:
     b, c = _latency_of(base), _latency_of(cand)
     if b is None or c is None:
@@ -265,7 +306,8 @@ def _latency_change(key: str, base: CellRecord, cand: CellRecord) -> LatencyChan
     bucket = latency_bucket(factor)
     if bucket is None:
         return None
-    return LatencyChange(key, direction, bucket, factor, measure, before, after)
+    emulator = on_emulator(base) or on_emulator(cand)
+    return LatencyChange(key, direction, bucket, factor, measure, before, after, emulator)
 
 
 # -- comparison ----------------------------------------------------------------
@@ -279,6 +321,11 @@ def _summary(cell: CellRecord) -> dict[str, Any]:
         out["metric"] = cell.metric.name
         out["value"] = cell.metric.value
         out["drop"] = cell.metric.drop
+    if cell.fidelity and cell.fidelity.threshold_db is not None:
+        out["sqnr_vs_cpu_db"] = cell.fidelity.sqnr_vs_cpu_db
+        out["fidelity_threshold_db"] = cell.fidelity.threshold_db
+    if cell.model_sha256:
+        out["model_sha256"] = cell.model_sha256.model_dump()
     if cell.coverage:
         out["target_nodes"] = cell.coverage.target_nodes
         out["total_nodes"] = cell.coverage.total_nodes
@@ -297,7 +344,7 @@ def _finding(key: str, kind: str, message: str, base: CellRecord, cand: CellReco
 
 def _compare_status(key: str, base: CellRecord, cand: CellRecord, report: GateReport) -> None:
     b, c = base.status, cand.status
-    if b in PASSING and c in ("fail", "error"):
+    if b not in FAILING and c in ("fail", "error"):  # whatever it was (pass, inconclusive, skip), it now fails
         reason = f": {cand.reason}" if cand.reason else ""
         report.regressions.append(_finding(key, "new_failure", f"{_state(base)} -> {_state(cand)}{reason}", base, cand))
     elif b in PASSING and c == "xfail":
@@ -308,11 +355,129 @@ def _compare_status(key: str, base: CellRecord, cand: CellRecord, report: GateRe
         report.regressions.append(_finding(key, "new_failure_category", message, base, cand))
     elif b in FAILING and c in PASSING:
         report.improvements.append(_finding(key, "fixed", f"{_state(base)} -> {_state(cand)}", base, cand))
+    elif b in FAILING and c == "inconclusive":  # no longer fails; its accuracy is still to be decided
+        message = f"{_state(base)} -> {_state(cand)}: no longer fails; not yet a pass"
+        report.improvements.append(_finding(key, "fixed", message, base, cand))
     elif b in NOT_JUDGED and c in PASSING:
         report.improvements.append(_finding(key, "new_pass", f"{_state(base)} -> {_state(cand)}", base, cand))
     elif b != c and (b in NOT_JUDGED or c in NOT_JUDGED):
         reason = f": {cand.reason}" if cand.reason and c in NOT_JUDGED else ""
         report.inconclusive.append(_finding(key, "status", f"{_state(base)} -> {_state(cand)}{reason}", base, cand))
+
+
+def _sqnr(cell: CellRecord) -> float | None:
+    """The cell's SQNR against the CPU run (``inf``: identical outputs); ``None`` when it has none to judge
+    (the reference backend itself, a cell that did not run).
+    """
+    fidelity = cell.fidelity
+    if fidelity is None or (fidelity.threshold_db is None and fidelity.sqnr_vs_cpu_db is None):
+        return None  # results written before the threshold was recorded still hold the SQNR itself
+    return math.inf if fidelity.sqnr_vs_cpu_db is None else fidelity.sqnr_vs_cpu_db
+
+
+def _unfaithful(cell: CellRecord) -> str | None:
+    """Why the cell's fidelity is below its threshold (the verdict's own rule), ``None`` when it is not."""
+    f = cell.fidelity
+    if _sqnr(cell) is None or f is None:
+        return None
+    return fidelity_problem(cell.precision, f.sqnr_vs_cpu_db, f.sqnr_vs_fp32_db, f.reference_vs_fp32_db)
+
+
+def sqnr_margin_db(base: CellRecord, cand: CellRecord, margin_db: float = DEFAULT_SQNR_MARGIN_DB) -> float:
+    """The SQNR change (dB) beyond which the pair's SQNR moved: ``margin_db``, widened to
+    :data:`SQNR_SPREAD_Z` standard errors of the difference of the per-sample SQNR means when the records
+    hold their per-sample spread (``sqnr_vs_cpu_spread_db`` over ``samples``).
+    """
+    variance = 0.0
+    for cell in (base, cand):
+        f = cell.fidelity
+        if f is not None and f.sqnr_vs_cpu_spread_db is not None and f.samples:
+            variance += f.sqnr_vs_cpu_spread_db**2 / f.samples
+    return max(margin_db, SQNR_SPREAD_Z * math.sqrt(variance))
+
+
+def _inf(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _db(value: float) -> str:
+    return "identical" if math.isinf(value) else f"{value:.1f} dB"
+
+
+def _compare_fidelity(key: str, base: CellRecord, cand: CellRecord, report: GateReport) -> None:
+    """Fidelity crossing its threshold either way, else an SQNR change beyond the margin."""
+    before, after = _sqnr(base), _sqnr(cand)
+    if before is None or after is None:
+        return
+    threshold = (cand.fidelity.threshold_db if cand.fidelity else None) or THRESHOLD_DB.get(cand.precision)
+    change = f"SQNR vs the CPU run {_db(before)} -> {_db(after)}"
+    limit = f"threshold {threshold:g} dB for {cand.precision}" if threshold is not None else "threshold"
+    was_bad, is_bad = _unfaithful(base), _unfaithful(cand)
+    if is_bad and not was_bad:
+        f = cand.fidelity
+        apart = (
+            f"; further from FP32 ({_db(_inf(f.sqnr_vs_fp32_db))}) than the CPU reference "
+            f"({_db(_inf(f.reference_vs_fp32_db))}): the backend computes something else"
+            if f is not None
+            else ""
+        )
+        message = f"fidelity below its threshold: {change} ({limit}){apart}"
+        report.regressions.append(_finding(key, "fidelity", message, base, cand))
+        return
+    if was_bad and not is_bad:
+        message = f"fidelity fixed: {change}, back above the {limit}"
+        report.improvements.append(_finding(key, "fidelity_fixed", message, base, cand))
+        return
+    if math.isinf(before) and math.isinf(after):
+        return
+    margin = sqnr_margin_db(base, cand, report.sqnr_margin_db)
+    delta = after - before
+    if abs(delta) <= margin:
+        return
+    moved = "identical outputs no longer" if math.isinf(before) else f"{delta:+.1f} dB"
+    message = f"{change} ({moved}; margin {margin:.1f} dB)"
+    (report.regressions if delta < 0 else report.improvements).append(_finding(key, "sqnr", message, base, cand))
+
+
+def _model_change(key: str, base: CellRecord, cand: CellRecord) -> Finding | None:
+    """A finding when the two records name different model files (by sha256), else ``None``.
+
+    Records without digests (written before they existed) cannot be told apart and pair as before.
+    """
+    b, c = base.model_sha256, cand.model_sha256
+    if b is None or c is None:
+        return None
+    changed = [
+        name
+        for name in ("fp32_onnx", "qdq_onnx", "encodings")
+        if getattr(b, name) is not None and getattr(c, name) is not None and getattr(b, name) != getattr(c, name)
+    ]
+    if not changed:
+        return None
+    what = ", ".join(f"{name} {getattr(b, name)[:12]} -> {getattr(c, name)[:12]}" for name in changed)
+    message = (
+        f"the two runs ran different models ({what}): not an SDK change; rerun both sides on one model with "
+        f"{rerun_command(base, cand)}"
+    )
+    return _finding(key, "model_changed", message, base, cand)
+
+
+def rerun_command(base: CellRecord, cand: CellRecord, report_dir: str = "reports/rerun") -> str:
+    """The commands that rerun the pair's one cell on both records' SDK releases on this machine (one
+    artifact cache, so both sides run the same model files) and gate the two runs.
+    """
+    select = (
+        f"pytest -n 1 conformance/ --zoo-models {cand.model} --frontends {cand.frontend} "
+        f"--backends {cand.backend} --precisions {cand.precision} --quant {cand.quant}"
+    )
+    sdks = [_sdk_of(base), _sdk_of(cand)]
+    folders = ["baseline", "candidate"] if sdks[0] == sdks[1] else [sdk or "installed" for sdk in sdks]
+    runs = [
+        f"{select}{f' --sdk {sdk}' if sdk else ''} --zoo-report {report_dir}/{folder}"
+        for sdk, folder in zip(sdks, folders, strict=True)
+    ]
+    gate = f"zoocompat gate {report_dir}/{folders[0]}/results.json {report_dir}/{folders[1]}/results.json"
+    return "`" + " && ".join([*runs, gate]) + "`"
 
 
 def _compare_accuracy(key: str, base: CellRecord, cand: CellRecord, report: GateReport) -> None:
@@ -410,17 +575,23 @@ def compare(
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
     baseline_path: Path | str = "baseline",
     candidate_path: Path | str = "candidate",
+    sqnr_margin_db: float = DEFAULT_SQNR_MARGIN_DB,
+    gate_emulator_latency: bool = False,
 ) -> GateReport:
     """Compare two loaded results cell by cell (see the module docstring for the rules).
 
     ``threshold_pt`` is in metric points (a drop is stored as a fraction, 0.01 =
     1 point); a slowdown of at least ``max_slowdown`` (a bucket factor, ``inf``
-    never) is a regression, every change of at least 1.1x is reported.
+    never) is a regression when timed on a device, or on an emulator with
+    ``gate_emulator_latency``; every change of at least 1.1x is reported. An SQNR
+    change beyond ``sqnr_margin_db`` (see :func:`sqnr_margin_db`) is a finding.
     """
     if threshold_pt < 0:
         raise GateError(f"--threshold must be >= 0 points, got {threshold_pt}")
     if max_slowdown < 1:
         raise GateError(f"--max-slowdown must be a factor >= 1, got {max_slowdown}")
+    if sqnr_margin_db < 0:
+        raise GateError(f"--sqnr-margin must be >= 0 dB, got {sqnr_margin_db}")
     base_cells = _index(baseline, Path(baseline_path))
     cand_cells = _index(candidate, Path(candidate_path))
     report = GateReport(
@@ -428,21 +599,30 @@ def compare(
         candidate=run_info(candidate, Path(candidate_path)),
         threshold_pt=threshold_pt,
         max_slowdown=max_slowdown,
+        sqnr_margin_db=sqnr_margin_db,
+        gate_emulator_latency=gate_emulator_latency,
     )
     report.only_in_baseline = sorted(base_cells[k].id for k in set(base_cells) - set(cand_cells))
     report.only_in_candidate = sorted(cand_cells[k].id for k in set(cand_cells) - set(base_cells))
     for key in sorted(set(base_cells) & set(cand_cells)):
         base, cand = base_cells[key], cand_cells[key]
         report.compared += 1
+        changed_model = _model_change(key, base, cand)
+        if changed_model is not None:  # different models: nothing here says anything about the SDK
+            report.model_changed.append(changed_model)
+            continue
         _compare_status(key, base, cand, report)
+        _compare_fidelity(key, base, cand, report)
         _compare_accuracy(key, base, cand, report)
         _compare_coverage(key, base, cand, report)
         change = _latency_change(key, base, cand)
         if change is not None:
             report.latency.append(change)
-            if change.direction == "slower" and change.factor >= max_slowdown:
+            gated = gate_emulator_latency or not change.emulator
+            if change.direction == "slower" and change.factor >= max_slowdown and gated:
+                timed_on = "emulator time" if change.emulator else "device time"
                 message = (
-                    f"{change.factor:.2f}x slower ({change.bucket}): {change.measure} "
+                    f"{change.factor:.2f}x slower ({change.bucket}, {timed_on}): {change.measure} "
                     f"{change.baseline:.4g} -> {change.candidate:.4g}"
                 )
                 report.regressions.append(_finding(key, "latency", message, base, cand))
@@ -454,6 +634,8 @@ def gate_files(
     candidate: Path,
     threshold_pt: float = DEFAULT_THRESHOLD_PT,
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
+    sqnr_margin_db: float = DEFAULT_SQNR_MARGIN_DB,
+    gate_emulator_latency: bool = False,
 ) -> GateReport:
     """Load two results files (clear :class:`~zoocompat.report.results.ResultsError` when either is bad) and compare."""
     return compare(
@@ -463,6 +645,8 @@ def gate_files(
         max_slowdown,
         baseline_path=baseline,
         candidate_path=candidate,
+        sqnr_margin_db=sqnr_margin_db,
+        gate_emulator_latency=gate_emulator_latency,
     )
 
 
@@ -558,8 +742,13 @@ def bisect_regressions(
                 Results(run=baseline.run, cells=[record]),
                 report.threshold_pt,
                 report.max_slowdown,
+                sqnr_margin_db=report.sqnr_margin_db,
+                gate_emulator_latency=report.gate_emulator_latency,
             )
             hits = [f for f in one.regressions if f.kind in kinds_seen]
+            if one.model_changed:  # this machine built another model than the baseline's: no verdict
+                result.tested[sdk] = f"not comparable: {one.model_changed[0].message}"
+                return False
             result.tested[sdk] = (
                 "; ".join(f"{f.kind}: {f.message}" for f in hits)
                 if hits
@@ -579,6 +768,10 @@ KIND_LABEL = {
     "new_failure": "new failure",
     "new_failure_category": "new failure category",
     "accuracy": "accuracy",
+    "fidelity": "fidelity",
+    "fidelity_fixed": "fidelity fixed",
+    "sqnr": "SQNR",
+    "model_changed": "model changed",
     "coverage": "NPU coverage",
     "latency": "latency",
     "fixed": "fixed",
@@ -631,11 +824,25 @@ def render_markdown(report: GateReport) -> str:
     lines = [head, ""]
     lines.append(_run_line("baseline", report.baseline))
     lines.append(_run_line("candidate", report.candidate))
+    timed = "device and emulator time" if report.gate_emulator_latency else "device time only"
     lines.append(
         f"- {report.compared} cells compared (paired by id without the SDK suffix); accuracy threshold "
-        f"{report.threshold_pt:g} pt, slowdown regression from {bucket_label(report.max_slowdown).lstrip('>=')}"
+        f"{report.threshold_pt:g} pt, SQNR margin {report.sqnr_margin_db:g} dB, slowdown regression from "
+        f"{bucket_label(report.max_slowdown).lstrip('>=')} ({timed})"
     )
     lines.append("")
+    if report.model_changed:
+        count = len(report.model_changed)
+        lines += [
+            f"### Model changed ({count}): not compared",
+            "",
+            "These pairs ran different model files (sha256 of the FP32 ONNX, QDQ model or encodings), so a "
+            "difference says nothing about the SDK. Rerun both releases on the same machine and cache "
+            "(one session, `--sdk BASELINE,CANDIDATE`), as each row says.",
+            "",
+            *_findings_table(report.model_changed),
+            "",
+        ]
     if report.regressions:
         lines += [f"### Regressions ({len(report.regressions)})", "", *_findings_table(report.regressions), ""]
     if report.improvements:
@@ -644,7 +851,15 @@ def render_markdown(report: GateReport) -> str:
         slower = [c for c in report.latency if c.direction == "slower"]
         faster = [c for c in report.latency if c.direction == "faster"]
         labels = [bucket_label(edge) for edge in LATENCY_BUCKETS]
+        emulated = sum(1 for c in report.latency if c.emulator)
         lines += [f"### Latency ({len(slower)} slower, {len(faster)} faster)", ""]
+        if emulated:
+            policy = (
+                "gated like device time (--gate-emulator-latency)"
+                if report.gate_emulator_latency
+                else "reported, not gated (--gate-emulator-latency gates it)"
+            )
+            lines += [f"Emulator time (the HTP emulator off-device, not a device), {emulated} of them: {policy}.", ""]
         lines += ["| bucket | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
         for name, group in (("slower", slower), ("faster", faster)):
             counts = [sum(1 for c in group if c.bucket == label) for label in labels]
@@ -654,7 +869,8 @@ def render_markdown(report: GateReport) -> str:
         ordered = sorted(report.latency, key=lambda c: (c.direction, -c.factor))
         for c in ordered[:MAX_ROWS]:
             factor = "∞" if math.isinf(c.factor) else f"{c.factor:.2f}x"
-            values = f"{c.measure} | {c.baseline:.4g} | {c.candidate:.4g}"
+            measure = f"{c.measure} (emulator)" if c.emulator else c.measure
+            values = f"{measure} | {c.baseline:.4g} | {c.candidate:.4g}"
             lines.append(f"| `{c.cell}` | {factor} {c.direction} | {values} |")
         lines += ["", "</details>", ""]
     folded = [

@@ -113,6 +113,21 @@ class Fidelity(_Model):
     reference_vs_fp32_db: float | None = None
     threshold_db: float | None = None
     cosine_vs_fp32: float | None = None
+    #: the spread (standard deviation, dB) of the per-sample SQNR against the cpu run, over ``samples``
+    #: samples (identical ones left out); ``None`` in results written before it
+    sqnr_vs_cpu_spread_db: float | None = None
+    samples: int | None = None
+
+
+class ModelDigests(_Model):
+    """sha256 of the model files a cell ran: the FP32 ONNX, and for integer cells the QDQ model and its
+    encodings (``None`` where the cell has no such file). Two records whose digests differ ran different
+    models, whatever their ids say.
+    """
+
+    fp32_onnx: str | None = None
+    qdq_onnx: str | None = None
+    encodings: str | None = None
 
 
 class Timing(_Model):
@@ -195,6 +210,9 @@ class CellRecord(_Model):
     fidelity: Fidelity | None = None
     timing: Timing = Field(default_factory=Timing)
     artifacts: dict[str, Any] = Field(default_factory=dict)
+    model_sha256: ModelDigests | None = Field(
+        None, description="sha256 of the model files the cell ran; absent in results written before it"
+    )
     backend_info: dict[str, Any] = Field(default_factory=dict)
     diagnosis: Diagnosis | None = None
     quantization: dict[str, Any] | None = Field(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api import QuantizeResult, TrainingJob
-from zoocompat.api.cache import ArtifactCache, key_of
+from zoocompat.api.cache import ArtifactCache, key_of, sha256_file
 from zoocompat.api.environment import memory_limit_text
 from zoocompat.api.errors import CellError, PluginError
 from zoocompat.api.protocols import optional
@@ -36,14 +36,23 @@ from zoocompat.model.data import CardData, build_card_data, build_evaluation, po
 from zoocompat.model.datasources import source_digest
 from zoocompat.model.measured import convert_key
 from zoocompat.model.sources import resolve_source
-from zoocompat.report.results import CellRecord, Coverage, Fidelity, LookResult, MetricResult, ReportDir, Timing
+from zoocompat.report.results import (
+    CellRecord,
+    Coverage,
+    Fidelity,
+    LookResult,
+    MetricResult,
+    ModelDigests,
+    ReportDir,
+    Timing,
+)
 from zoocompat.run import reuse
 from zoocompat.run.autoquant import auto_quant_cell
 from zoocompat.run.matrix import Cell
 from zoocompat.run.scoring import per_sample
 from zoocompat.verdict.fidelity import THRESHOLD_DB, fidelity_problem
 from zoocompat.verdict.sequential import SequentialTest, schedule
-from zoocompat.verdict.stats import cosine_similarity, mean_interval, sqnr_db
+from zoocompat.verdict.stats import cosine_similarity, mean_interval, sqnr_db, sqnr_spread_db
 
 MAX_FP32_METRIC_GAP = 0.001  # native vs ONNX metric, absolute (0.1 points)
 MAX_FP32_RELATIVE_ERROR = 1e-3  # native vs ONNX outputs, max |diff| / max |native|
@@ -179,6 +188,17 @@ class Evaluated:
         self.reference = _concat(self.reference, reference)
         if self.labels is not None:
             self.labels = np.concatenate([self.labels, labels])
+
+
+def _model_digests(artifacts: dict[str, Any]) -> ModelDigests:
+    """sha256 of the FP32 ONNX, QDQ model and encodings named in a record's ``artifacts`` (``None`` for a file
+    the cell has not, or a folder).
+    """
+    found = {}
+    for name in ("fp32_onnx", "qdq_onnx", "encodings"):
+        path = Path(artifacts[name]) if artifacts.get(name) else None
+        found[name] = sha256_file(path) if path is not None and path.is_file() else None
+    return ModelDigests(**found)
 
 
 def _concat(head: dict[str, np.ndarray], tail: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -602,6 +622,7 @@ class CellRunner:
             record.quantization = _quantization_summary(quantized.report)
             reference = quantized.cpu_outputs
             model_path = quantized.qdq_onnx
+        record.model_sha256 = _model_digests(record.artifacts)
         workdir = self.report.root / "work" / cell.id
         runtime = dict(record.backend_info)  # the backend's describe(): what the runner will load is set after
         record.artifacts["runner_log"] = str(workdir / "runner.log")
@@ -683,12 +704,17 @@ class CellRunner:
             pool=data.pool,
         )
         same_as_reference = cell.backend == self.registry.reference_backend()
+        spread, spread_samples = (
+            (None, None) if same_as_reference else sqnr_spread_db(seen.reference[output], seen.outputs[output])
+        )
         record.fidelity = Fidelity(
             sqnr_vs_fp32_db=sqnr_db(seen.fp32[output], seen.outputs[output]),
             sqnr_vs_cpu_db=None if same_as_reference else sqnr_db(seen.reference[output], seen.outputs[output]),
             reference_vs_fp32_db=None if same_as_reference else sqnr_db(seen.fp32[output], seen.reference[output]),
             threshold_db=None if same_as_reference else THRESHOLD_DB.get(cell.precision),
             cosine_vs_fp32=cosine_similarity(seen.fp32[output], seen.outputs[output]),
+            sqnr_vs_cpu_spread_db=spread,
+            samples=spread_samples,
         )
         unfaithful = (
             None

@@ -30,6 +30,27 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:
     return 10.0 * math.log10(signal / noise)
 
 
+def sqnr_spread_db(reference: np.ndarray, test: np.ndarray) -> tuple[float | None, int]:
+    """The spread (sample standard deviation, dB) of the per-sample SQNR of ``test`` against ``reference``
+    along the first (sample) axis, and how many samples it rests on.
+
+    Samples whose outputs are identical (infinite SQNR) or whose reference is all zero are left out; the
+    spread is ``None`` with fewer than two samples left.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(test, dtype=np.float64)
+    if ref.ndim == 0 or ref.shape != out.shape:
+        return None, 0
+    ref, out = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
+    signal = np.sum(ref**2, axis=1)
+    noise = np.sum((ref - out) ** 2, axis=1)
+    kept = (signal > 0) & (noise > 0)
+    values = 10.0 * np.log10(signal[kept] / noise[kept])
+    if len(values) < 2:
+        return None, int(len(values))
+    return float(np.std(values, ddof=1)), int(len(values))
+
+
 def wilson_interval(successes: float, n: int, alpha: float = ALPHA) -> tuple[float, float]:
     """``1 - alpha`` Wilson score interval of a proportion ``successes / n`` (``(0, 1)`` when ``n`` is 0)."""
     if n <= 0:
