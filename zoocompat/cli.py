@@ -577,13 +577,21 @@ def autoquant(model, allowed_drop, precision, out_dir, input_list, as_json) -> N
     help="which problem to show when a cell has several (default: the cell's failure category)",
 )
 @click.option("--zoo", "extra", multiple=True, type=click.Path(path_type=Path), help="extra folder of cards")
+@click.option(
+    "--baseline",
+    "baseline",
+    default=None,
+    help="an installed SDK release without the problem: cut the smallest subgraph that separates the two",
+)
 def repro(
-    cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool, problem, extra
+    cell_id: str, results_path: Path, out_dir: Path | None, samples: int, no_verify: bool, problem, extra, baseline
 ) -> None:
     """Write the smallest ONNX + inputs + expected outputs + one command that show CELL_ID's problem.
 
     For a cell that falls back, fails accuracy or fidelity, or crashes; the
-    folder's repro.py is run under the cell's SDK to check it reproduces.
+    folder's repro.py is run under the cell's SDK to check it reproduces. With
+    --baseline SDK, the subgraph is searched so that it shows the problem under
+    the cell's release and not under the baseline's, and repro.py is run under both.
     """
     import shutil
     import subprocess
@@ -600,9 +608,18 @@ def repro(
         runner = make_runner(extra_zoo=tuple(extra))
         work = out / "_work"
         cell = Cell(record.model, record.frontend, record.backend, record.precision, record.quant, record.sdk)
-        case = plan_repro(runner, cell, record, samples, work, problem)
+        if baseline:
+            from zoocompat.diagnose.repro_diff import plan_differential
+            from zoocompat.sdk.releases import find, not_installed_reason
+
+            if find(baseline) is None:
+                _fail(f"--baseline: {not_installed_reason(baseline)}", 1)
+            case = plan_differential(runner, cell, record, baseline, samples, work, problem)
+        else:
+            case = plan_repro(runner, cell, record, samples, work, problem)
         zoo = "".join(f" --zoo {folder}" for folder in extra)
-        write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path}{zoo} --out {out}")
+        also = f" --baseline {baseline}" if baseline else ""
+        write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path}{zoo}{also} --out {out}")
         shutil.rmtree(work, ignore_errors=True)
     except ZoocompatError as error:
         _fail(str(error), 1)
@@ -615,16 +632,19 @@ def repro(
     click.echo(f"wrote {out}: {case.what}")
     if no_verify:
         return
-    python = sys.executable
-    if case.ep == "qnn" and case.sdk:
-        from zoocompat.sdk.releases import find
+    from zoocompat.sdk.releases import find
 
-        env = find(case.sdk)
-        python = env.python if env else python
-    done = subprocess.run([python, str(out / "repro.py")], capture_output=True, text=True)
-    click.echo((done.stdout + done.stderr).rstrip())
-    if done.returncode != 0:
-        _fail(f"the repro in {out} did not reproduce the problem (exit {done.returncode})", 1)
+    def under(sdk: str | None) -> int:
+        env = find(sdk) if case.ep == "qnn" and sdk else None
+        done = subprocess.run([env.python if env else sys.executable, str(out / "repro.py")], capture_output=True)
+        click.echo(f"--- repro.py under {sdk or 'this environment'}: exit {done.returncode}")
+        click.echo((done.stdout + done.stderr).decode(errors="replace").rstrip())
+        return done.returncode
+
+    if under(case.sdk) != 0:
+        _fail(f"the repro in {out} did not reproduce the problem under {case.sdk}", 1)
+    if case.baseline_sdk and under(case.baseline_sdk) == 0:
+        _fail(f"the repro in {out} reproduces under the baseline {case.baseline_sdk} too: it separates nothing", 1)
 
 
 if __name__ == "__main__":

@@ -364,6 +364,16 @@ def node_model(model: Any, node_index: int) -> tuple[Any, list[str]]:
     ``Q -> DQ`` the model ends at the DQ output. Returns the model and the names
     of its graph inputs (tensors of the full model, to be fed with their values there).
     """
+    return region_model(model, [node_index])
+
+
+def region_model(model: Any, node_indices: Iterable[int]) -> tuple[Any, list[str]]:
+    """Nodes ``node_indices`` of ``model``, each with its Q/DQ as :func:`node_model` takes them, as one model.
+
+    An edge between two chosen nodes stays inside (with its ``Q -> DQ`` pair); every other activation the
+    region reads becomes a float graph input, and every tensor it makes that no chosen node reads is an
+    output. Returns the model and the names of its graph inputs (tensors of the full model).
+    """
     model = _load(model)
     nodes = list(model.graph.node)
     producers = {out: n for n in nodes for out in n.output}
@@ -372,14 +382,35 @@ def node_model(model: Any, node_index: int) -> tuple[Any, list[str]]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     initializers = {init.name for init in model.graph.initializer}
-    target = nodes[node_index]
+    targets = [nodes[i] for i in sorted(set(node_indices))]
     kept: list[Any] = []
     feeds: list[str] = []
+    for target in targets:
+        more, wanted = _around(target, producers, consumers, initializers)
+        kept += more
+        feeds += [f for f in wanted if f not in feeds]
+    order = {id(n): i for i, n in enumerate(nodes)}
+    kept = sorted({id(n): n for n in kept}.values(), key=lambda n: order[id(n)])
+    made = {o for n in kept for o in n.output if o}
+    read = {i for n in kept for i in n.input if i}
+    feeds = [f for f in feeds if f not in made]
+    graph_outputs = {o.name for o in model.graph.output}
+    outputs = [o for n in kept for o in n.output if o and (o not in read or o in graph_outputs)]
+    from onnx import helper
 
-    def feed(name: str) -> None:
-        if name not in feeds:
-            feeds.append(name)
+    infos = _value_infos(model)
+    types = _types(model)
+    inputs = [infos[f] if f in infos else helper.make_tensor_value_info(f, types.get(f, 1), None) for f in feeds]
+    name = f"{targets[0].name or targets[0].op_type}_alone" if len(targets) == 1 else f"region_of_{len(targets)}"
+    return _graph(model, [copy.deepcopy(n) for n in kept], inputs, outputs, name), feeds
 
+
+def _around(
+    target: Any, producers: dict[str, Any], consumers: dict[str, list[Any]], initializers: set[str]
+) -> tuple[list[Any], list[str]]:
+    """``target`` with its input DQs (and their Qs), its output ``Q -> DQ`` pairs, and the tensors it is fed."""
+    kept: list[Any] = []
+    feeds: list[str] = []
     for name in target.input:
         if not name or name in initializers:
             continue
@@ -390,38 +421,23 @@ def node_model(model: Any, node_index: int) -> tuple[Any, list[str]]:
                 kept.append(dq)
                 continue
             if q is not None and q.op_type == "QuantizeLinear":
-                if q.input[0] in initializers:  # a float weight quantized in the graph
-                    kept += [q, dq]
-                    continue
                 kept += [q, dq]
-                feed(q.input[0])
+                if q.input[0] not in initializers:  # an activation (a float weight is quantized in the graph)
+                    feeds.append(q.input[0])
                 continue
         if dq is not None and dq.op_type == "Constant":
             kept.append(dq)
             continue
-        feed(name)
+        feeds.append(name)
     kept.append(target)
-    outputs = []
     for out in target.output:
         if not out:
             continue
-        after = consumers.get(out, [])
-        q = next((c for c in after if c.op_type == "QuantizeLinear"), None)
+        q = next((c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"), None)
         dq = next((c for c in consumers.get(q.output[0], []) if c.op_type == "DequantizeLinear"), None) if q else None
         if q is not None and dq is not None:
             kept += [q, dq]
-            outputs.append(dq.output[0])
-        else:
-            outputs.append(out)
-    from onnx import helper
-
-    infos = _value_infos(model)
-    types = _types(model)
-    inputs = [infos[f] if f in infos else helper.make_tensor_value_info(f, types.get(f, 1), None) for f in feeds]
-    order = {id(n): i for i, n in enumerate(nodes)}
-    kept = sorted({id(n): n for n in kept}.values(), key=lambda n: order[id(n)])
-    sub = _graph(model, [copy.deepcopy(n) for n in kept], inputs, outputs, f"{target.name or target.op_type}_alone")
-    return sub, feeds
+    return kept, feeds
 
 
 def backend_vs_cpu(

@@ -61,6 +61,8 @@ class ReproCase:
     qnn_core_version: str | None = None
     optimize: bool = True  # the main run with onnxruntime's default graph optimizations (False: as written)
     details: list[str] = field(default_factory=list)
+    baseline_sdk: str | None = None  # a differential repro: the release that does not show the problem
+    outcomes: dict[str, str] = field(default_factory=dict)  # release -> what it did with this graph
 
 
 def find_cell(results: Results, cell_id: str) -> CellRecord:
@@ -116,6 +118,8 @@ def _readme(case: ReproCase, command: str) -> str:
         "fallback": "reproduced when the QNN EP refuses the graph with CPU fallback disabled",
         "crash": "reproduced when the run dies or fails",
     }[case.check]
+    if case.baseline_sdk:
+        lines += ["", *_releases(case)]
     lines += [
         f"Check: {check}.",
         "",
@@ -132,6 +136,21 @@ def _readme(case: ReproCase, command: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _releases(case: ReproCase) -> list[str]:
+    """The two releases of a differential repro: the command under each, and what each did when written."""
+    lines = [
+        f"**Two releases.** This graph separates {case.baseline_sdk} (baseline) from {case.sdk} (candidate): "
+        "`repro.py` exits 0 (reproduced) under the candidate's python and 1 under the baseline's.",
+        "",
+        "| release | command | measured when this folder was written |",
+        "|---|---|---|",
+    ]
+    for sdk in (case.sdk, case.baseline_sdk):
+        outcome = case.outcomes.get(sdk or "", "–")
+        lines.append(f"| {sdk} | `$(zoocompat sdk path {sdk} \\| head -1) repro.py` | {outcome} |")
+    return lines + [""]
 
 
 def _input_ranks(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, int]:
@@ -174,6 +193,8 @@ def write_repro(case: ReproCase, out: Path, command: str = "zoocompat repro") ->
         "session_config": case.session_config,
         "sdk": case.sdk,
         "qnn_core_version": case.qnn_core_version,
+        "baseline_sdk": case.baseline_sdk,
+        "outcomes": case.outcomes,
     }
     (out / "repro.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     shutil.copyfile(SCRIPT, out / "repro.py")

@@ -20,6 +20,7 @@ the functions.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def plan_repro(
     return _plan_case(runner, cell, record, kind, samples, work)
 
 
-def _feed_values(model: Any, feeds: list[str], batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def feed_values(model: Any, feeds: list[str], batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Values of tensors ``feeds`` of ``model`` on ``batch`` (graph inputs straight from the batch)."""
     inner = [f for f in feeds if f not in batch]
     values = run_cpu(with_outputs(model, inner), batch, optimize=False) if inner else {}
@@ -99,7 +100,7 @@ def _node_alone(model: Any, index: int, batch: dict[str, np.ndarray], path: Path
     import onnx
 
     sub, feeds = node_model(model, index)
-    inputs = _feed_values(model, feeds, batch)
+    inputs = feed_values(model, feeds, batch)
     onnx.save(sub, str(path))
     return sub, inputs, run_cpu(sub, inputs, optimize=False)
 
@@ -145,8 +146,21 @@ def _db_words(found: LayerFinding) -> str:
     return f"{db(found.sqnr_db)}; the layer before it: {db(found.previous_sqnr_db)}"
 
 
-def _plan_case(runner: Any, cell: Any, record: CellRecord, kind: str, samples: int, work: Path) -> ReproCase:
-    """The :class:`~zoocompat.diagnose.repro.ReproCase` for ``record`` (see :func:`plan_repro`)."""
+@dataclass
+class Setup:
+    """What every repro of a cell starts from: its model as it ran, an evaluation batch, its backend."""
+
+    model: Any  # onnx.ModelProto: the QDQ model for a quantized cell, else the FP32 one
+    model_path: Path
+    fp32_path: Path
+    batch: dict[str, np.ndarray]
+    backend: Any
+    ep: str
+    common: dict[str, Any]  # the ReproCase fields every kind shares (cell, provider options, SDK, details)
+
+
+def setup(runner: Any, cell: Any, record: CellRecord, samples: int, work: Path) -> Setup:
+    """Load ``record``'s model (the files it ran when still there, else rebuilt) and its backend's settings."""
     import onnx
 
     card = runner.cards[cell.model]
@@ -157,23 +171,30 @@ def _plan_case(runner: Any, cell: Any, record: CellRecord, kind: str, samples: i
     model_path = fp32_path
     if cell.quantized:
         model_path = recorded.get("qdq_onnx") or runner.quantized(card, cell.precision, cell.quant).qdq_onnx
-    model = onnx.load(str(model_path))
     backend = runner.registry.get("backend", cell.backend)
     work.mkdir(parents=True, exist_ok=True)
     compiled = backend.compile(Path(model_path), cell.precision, cell.sdk, work / "runs")
-    ep = getattr(compiled, "ep", "cpu")
-    options = {k: str(v) for k, v in getattr(compiled, "provider_options", {}).items() if k != "backend_path"}
-    session_config = {k: str(v) for k, v in getattr(compiled, "session_config", {}).items()}
     info = backend.describe(cell.sdk)  # a required member (zoocompat.api.Backend)
-    details = [f"cell status {record.status} ({record.category}): {record.reason[:400]}"]  # grows as it measures
+    options = getattr(compiled, "provider_options", {})
     common = dict(
         cell=record.id,
-        provider_options=options,
-        session_config=session_config,
+        provider_options={k: str(v) for k, v in options.items() if k != "backend_path"},
+        session_config={k: str(v) for k, v in getattr(compiled, "session_config", {}).items()},
         sdk=cell.sdk or info.get("sdk"),
         qnn_core_version=info.get("qnn_core_version"),
-        details=details,
+        details=[f"cell status {record.status} ({record.category}): {record.reason[:400]}"],  # grows as it measures
     )
+    model = onnx.load(str(model_path))
+    return Setup(model, Path(model_path), Path(fp32_path), batch, backend, getattr(compiled, "ep", "cpu"), common)
+
+
+def _plan_case(runner: Any, cell: Any, record: CellRecord, kind: str, samples: int, work: Path) -> ReproCase:
+    """The :class:`~zoocompat.diagnose.repro.ReproCase` for ``record`` (see :func:`plan_repro`)."""
+    import onnx
+
+    ctx = setup(runner, cell, record, samples, work)
+    model, model_path, batch, backend, ep = ctx.model, ctx.model_path, ctx.batch, ctx.backend, ctx.ep
+    common, details, session_config = ctx.common, ctx.common["details"], ctx.common["session_config"]
     sub_path = work / "candidate.onnx"
     fed = f"fed the values the full model gives it on {samples} evaluation samples"
 
@@ -270,7 +291,7 @@ def _plan_case(runner: Any, cell: Any, record: CellRecord, kind: str, samples: i
     found = diagnosis.quantization if diagnosis.quantization and diagnosis.quantization.first_bad_tensor else None
     if found is None:
         raise ReproError(f"{record.id}: the diagnosis names no layer below its threshold: {diagnosis.summary}")
-    fp32 = onnx.load(str(fp32_path))
+    fp32 = onnx.load(str(ctx.fp32_path))
     pair = next(p for p in activation_pairs(model, [found.first_bad_tensor]) if p.fp32 == found.first_bad_tensor)
     sub, inputs, quantized = _prefix(model, pair.qdq, batch, sub_path)
     reference = run_cpu(with_outputs(fp32, [pair.fp32]), inputs, optimize=False)[pair.fp32]
