@@ -202,15 +202,16 @@ def test_supported_but_wrong_output_gets_a_note():
 
 def test_cli_ops_json_shape_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOOCOMPAT_CACHE", str(tmp_path / "cache"))
+    # LogSoftmax: an op type with one row (Softmax also selects the attention pattern rows)
     md = tmp_path / "ops.md"
     result = CliRunner().invoke(
-        main, ["ops", "--backend", "cpu", "--ops", "Relu,Softmax", "--precisions", "fp32", "--json", "--md", str(md)]
+        main, ["ops", "--backend", "cpu", "--ops", "Relu,LogSoftmax", "--precisions", "fp32", "--json", "--md", str(md)]
     )
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
-    assert table["ops"] == {"Relu": {"fp32": "supported"}, "Softmax": {"fp32": "supported"}}
+    assert table["ops"] == {"Relu": {"fp32": "supported"}, "LogSoftmax": {"fp32": "supported"}}
     assert table["backend"] == "cpu" and "sdk" in table
-    assert table["run"]["command"] == "zoocompat ops --backend cpu --precisions fp32 --ops Relu,Softmax"
+    assert table["run"]["command"] == "zoocompat ops --backend cpu --precisions fp32 --ops Relu,LogSoftmax"
     assert "| Relu | Relu | 17 | ✅" in md.read_text()
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(result.stdout)
@@ -218,7 +219,7 @@ def test_cli_ops_json_shape_on_cpu(tmp_path, monkeypatch):
     diff = CliRunner().invoke(main, ["ops", "--diff", str(a), str(b), "--json"])
     assert diff.exit_code == 0, diff.output
     changes = json.loads(diff.stdout)
-    assert changes["regressions"][0]["probe"] == "Relu" and changes["removed"][0]["probe"] == "Softmax"
+    assert changes["regressions"][0]["probe"] == "Relu" and changes["removed"][0]["probe"] == "LogSoftmax"
 
 
 @pytest.mark.parametrize(

@@ -333,9 +333,38 @@ def sdk_path(sdk_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
 @click.option("--md", "md_file", type=click.Path(path_type=Path), default=None, help="write a Markdown table")
 @click.option("--diff", nargs=2, type=click.Path(path_type=Path), default=None, help="compare two `ops --json` files")
+@click.option(
+    "--results",
+    "results_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="with --diff: the zoo's results under both releases (one file holding both SDKs' cells, or the "
+    "baseline's then the candidate's): list model regressions no probe shows",
+)
 @click.option("--no-cache", is_flag=True, help="probe again even where a cached result exists")
-def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_cache) -> None:
-    """Per-op support table: single-op ONNX probes x precisions on a backend (or --diff two tables)."""
+@click.option(
+    "--corpus",
+    type=click.Choice(["onnx"]),
+    default=None,
+    help="run a peer's test corpus instead of the probes: onnx = onnx/backend/test/data of the installed wheel",
+)
+@click.option("--kinds", default=None, help="corpus kinds, comma-separated: light, pytorch-operator, pytorch-converted")
+@click.option("-k", "--select", "select", multiple=True, help="corpus cases to run: glob, or substring (repeatable)")
+@click.option("--exclude", multiple=True, help="corpus cases to leave out: glob, or substring (repeatable)")
+@click.option(
+    "--probes",
+    "probe_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="an `ops --json` op table of the same backend and SDK: mark corpus cases that disagree with it",
+)
+def ops(
+    backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_cache, results_files, **corpus_options
+) -> None:
+    """Per-op support table: single-op ONNX probes x precisions on a backend (or --diff two tables).
+
+    With --corpus onnx, the cases of ONNX's own backend test data instead (see docs/corpus.md).
+    """
     from zoocompat.diagnose import ops as ops_table
 
     if diff:
@@ -345,8 +374,12 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
             _fail(f"--diff needs two files written by `zoocompat ops --json`: {error}")
         if not all(isinstance(t, dict) and "ops" in t for t in tables):
             _fail(f"--diff: {diff[0]} or {diff[1]} is not an `ops --json` table (no 'ops' key)")
-        changes = ops_table.diff_tables(*tables)
-        text = ops_table.render_diff_markdown(changes)
+        models = _model_findings(tables, results_files) if results_files else None
+        changes = ops_table.diff_tables(*tables, models=models)
+        corpus_diff = "corpus" in tables[0]
+        text = ops_table.render_diff_markdown(
+            changes, "ONNX corpus changes" if corpus_diff else None, "case" if corpus_diff else "probe"
+        )
         if md_file:
             Path(md_file).write_text(text, encoding="utf-8")
         click.echo(json.dumps(changes, indent=1) if as_json else text, nl=not text.endswith("\n") or as_json)
@@ -362,7 +395,10 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
         backend = registry().get("backend", backend_name)
     except ZoocompatError as error:
         _fail(str(error))
-    chosen = precisions.split(",") if precisions else list(backend.precisions)
+    if corpus_options["corpus"]:
+        chosen = precisions.split(",") if precisions else [p for p in backend.precisions if p in _CORPUS_PRECISIONS]
+    else:
+        chosen = precisions.split(",") if precisions else list(backend.precisions)
     unknown = [p for p in chosen if p not in backend.precisions]
     if unknown:
         _fail(
@@ -371,6 +407,9 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
     unavailable = backend.available(sdk_id)
     if unavailable:
         _fail(f"backend {backend_name} is not available: {unavailable}", 1)
+    if corpus_options["corpus"]:
+        _corpus(backend, sdk_id, chosen, precisions, as_json, md_file, no_cache, **corpus_options)
+        return
     command = " ".join(
         ["zoocompat ops --backend", backend_name]
         + ([f"--sdk {sdk_id}"] if sdk_id else [])
@@ -388,15 +427,75 @@ def ops(backend_name, sdk_id, precisions, op_names, as_json, md_file, diff, no_c
         )
     except KeyError as error:
         _fail(f"--ops: no probe or ONNX op named {error.args[0]}; `zoocompat ops --json` lists every probe")
+    _emit_table(result, command, md_file, as_json, lambda: ops_table.render_markdown(result, command=command), "probe")
+
+
+_CORPUS_PRECISIONS = ("fp32", "fp16", "w8a8", "w8a16")
+
+
+def _emit_table(result: dict, command: str, md_file: Path | None, as_json: bool, render, noun: str) -> None:
+    """An ops or corpus table: its command kept, Markdown (``render()``) to ``md_file``, JSON or counts out."""
     result["run"]["command"] = command
     if md_file:
-        Path(md_file).write_text(ops_table.render_markdown(result, command=command), encoding="utf-8")
+        Path(md_file).write_text(render(), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(result, indent=1))
-    else:
-        for precision, counts in result["summary"].items():
-            click.echo(f"{precision:<6} " + "  ".join(f"{v} {n}" for v, n in counts.items()))
-        click.echo(f"{result['run']['results']} probe runs in {result['run']['seconds']} s")
+        return
+    for precision, counts in result["summary"].items():
+        click.echo(f"{precision:<6} " + "  ".join(f"{v} {n}" for v, n in counts.items()))
+    click.echo(f"{result['run']['results']} {noun} runs in {result['run']['seconds']} s")
+
+
+def _model_findings(tables: list[dict], files: tuple[Path, ...]) -> list[dict]:
+    """The gate's coverage regressions in ``files`` between the two tables' releases, held against probes."""
+    from zoocompat.diagnose.ops import diff_tables
+    from zoocompat.gate.agreement import coverage_regressions, explain
+    from zoocompat.report.results import load_results
+
+    before, after = tables
+    try:
+        loaded = [load_results(f) for f in files]
+    except (OSError, ValueError) as error:
+        _fail(f"--results: {error}")
+    if len(loaded) == 1:  # one file with both releases' cells
+        both = loaded[0]
+        loaded = [both.model_copy(update={"cells": [c for c in both.cells if c.sdk == t.get("sdk")]}) for t in tables]
+    elif len(loaded) != 2:
+        _fail(f"--results takes one file holding both releases' cells, or two files; got {len(loaded)}")
+    if not all(r.cells for r in loaded):
+        _fail(f"--results: no cells of {before.get('sdk')} and {after.get('sdk')} in {', '.join(map(str, files))}")
+    found = coverage_regressions(*loaded)
+    found = [f for f in found if f["backend"] == after.get("backend")]
+    return explain(diff_tables(before, after), found, {**before.get("probes", {}), **after.get("probes", {})})
+
+
+def _corpus(
+    backend, sdk_id, chosen, precisions, as_json, md_file, no_cache, corpus, kinds, select, exclude, probe_file
+):
+    """`zoocompat ops --corpus`: a peer's test corpus through ``backend``; the table as JSON and/or Markdown."""
+    from zoocompat.diagnose import corpus as corpora
+
+    try:
+        cases = corpora.cases(corpus, kinds.split(",") if kinds else corpora.KINDS, list(select), list(exclude))
+        probe_table = json.loads(probe_file.read_text()) if probe_file else None
+    except (ValueError, OSError) as error:
+        _fail(str(error))
+    if probe_table is not None and "ops" not in probe_table:
+        _fail(f"--probes: {probe_file} is not an `ops --json` table (no 'ops' key)")
+    command = " ".join(
+        [f"zoocompat ops --corpus {corpus} --backend", backend.name]
+        + ([f"--sdk {sdk_id}"] if sdk_id else [])
+        + ([f"--precisions {precisions}"] if precisions else [])
+        + ([f"--kinds {kinds}"] if kinds else [])
+        + [f"-k {s}" for s in select]
+        + [f"--exclude {e}" for e in exclude]
+        + ([f"--probes {probe_file}"] if probe_file else [])
+    )
+    result = corpora.run_corpus(
+        backend, sdk_id, chosen, cases, progress=lambda line: click.echo(line, err=True), use_cache=not no_cache
+    )
+    render = lambda: corpora.render_markdown(result, probe_table, command=command)  # noqa: E731
+    _emit_table(result, command, md_file, as_json, render, "corpus")
 
 
 @main.command()

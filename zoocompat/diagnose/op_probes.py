@@ -1,4 +1,4 @@
-"""Single-op ONNX probes: the model side of ``zoocompat ops``.
+"""Single-op and pattern ONNX probes: the model side of ``zoocompat ops``.
 
 Each :class:`Probe` is one ONNX op (or one small, named pattern) with the
 attributes a real exporter writes, static input shapes of a realistic small
@@ -17,6 +17,15 @@ quantizer because it takes any single-op graph as it is: it needs no BatchNorm
 folding, quantizes ops AIMET's config leaves float, and keeps standalone
 activations (``keep_removable_activations``) that a Conv-less graph would
 otherwise lose to its input Q node.
+
+Pattern probes (:func:`pattern`, rows ``"<layer> pattern [torch 17]"`` / ``"[tf2onnx 17]"``) are the
+subgraphs the frontends emit for common layers (exact GELU as Div-Erf-Add-Mul-Mul, decomposed norms,
+attention, ...), because the QNN EP fuses such patterns and supports them, or stops supporting them, as a
+whole: the standalone ``Erf`` row is refused on every QNN release, while the quantized exact-GELU pattern
+ran on the HTP under QNN 2.47 (fused into QNN's Gelu) and loses its Erf to the CPU from 2.49 on. Measured
+on the Linear+GELU pattern: the same verdicts whether it is quantized by this module's quantizer (uint8
+constants behind a DequantizeLinear) or by the matrix's aimet-onnx quantizer (float constants behind a
+Quantize/DequantizeLinear pair), at w8a8 and w8a16.
 
 onnx and onnxruntime are imported inside the functions, so the catalog can be
 listed without the ML stack.
@@ -423,10 +432,396 @@ def _catalog() -> list[Probe]:
             (Node("NonZero", ("x",)),),
         ),
     ]
+    probes += _patterns()
     names = [p.name for p in probes]
     assert len(names) == len(set(names)), "probe names must be unique"
     assert all(i.shape[0] == 1 for p in probes for i in p.inputs), "inputs carry batch dim 1 (the runner's sample axis)"
     return probes
+
+
+TOKENS = (1, 16, 64)  # transformer activations: 16 tokens of width 64
+TORCH, TF = "torch 17", "tf2onnx 17"  # the exporters (and opset) of plugins/frontends/pytorch.py and tensorflow.py
+
+
+def pattern(name: str, source: str, op: str, inputs, nodes, consts=None) -> Probe:
+    """A probe of a subgraph as an exporter emits it: row ``"<name> pattern [<source>]"``, ``op`` its key op.
+
+    The graphs are what the frontends hand to the quantizer: ``torch.onnx.export`` (opset 17,
+    ``dynamo=False``) or tf2onnx (opset 17), then the frontends' onnxruntime basic-level fold
+    (``zoocompat.model.onnx_fold``), which turns constants into initializers, folds shape
+    arithmetic, fuses MatMul+Add into Reshape-Gemm-Reshape and inlines HardSwish.
+    tests/test_op_patterns.py exports the module each pattern stands for and checks the graph
+    node for node (op types, attributes, wiring, scalar constants).
+    """
+    made = tuple(n if isinstance(n, Node) else Node(*n) for n in nodes)
+    return Probe(f"{name} pattern [{source}]", op, tuple(inputs), made, consts=consts or {})
+
+
+def _gelu_erf(x: str, y: str = "y") -> list[Node]:
+    """torch's exact GELU, ``x * (1 + erf(x / sqrt 2)) * 0.5``, as torch.onnx 17 writes it."""
+    return [
+        Node("Div", (x, "sqrt2"), ("g_div",)),
+        Node("Erf", ("g_div",), ("g_erf",)),
+        Node("Add", ("g_erf", "one"), ("g_add",)),
+        Node("Mul", (x, "g_add"), ("g_mul",)),
+        Node("Mul", ("g_mul", "half"), (y,)),
+    ]
+
+
+_GELU_ERF_CONSTS = {"sqrt2": _scalar(2**0.5), "one": _scalar(1.0), "half": _scalar(0.5)}
+_GELU_TANH_CONSTS = {
+    "c": _scalar(0.044715),
+    "k": _scalar((2 / np.pi) ** 0.5),
+    "one": _scalar(1.0),
+    "half": _scalar(0.5),
+}
+
+
+def _patterns() -> list[Probe]:
+    """Subgraphs the exporters emit for common layers (see :func:`pattern`); the single-op rows cover the layers
+    they export as one op (nn.LayerNorm -> LayerNormalization, nn.PixelShuffle -> DepthToSpace(CRD),
+    nn.Hardsigmoid -> HardSigmoid, F.interpolate nearest/bilinear -> the Resize rows).
+
+    Not here: exact GELU from TensorFlow (``tf.nn.gelu(approximate=False)``, ``keras.activations.gelu``), which
+    tf2onnx 1.17 cannot convert (TensorFlow's ``Erfc`` has no ONNX mapping), and ``nn.RMSNorm``, which the
+    TorchScript exporter cannot export at opset 17 (``aten::rms_norm``); the RMSNorm row is the hand-written
+    form transformer code carries.
+    """
+    tokens = In("x", TOKENS, low=-4.0, high=4.0)
+    image = In("x", X4, low=-6.0, high=6.0)
+    nhwc = In("x", (1, 16, 16, 8))
+    qkv = tuple(In(n, (1, 4, 16, 16), low=-2.0, high=2.0) for n in "qkv")
+    return [
+        # --- GELU: nn.GELU() / nn.GELU(approximate="tanh"), tf.nn.gelu(approximate=True)
+        pattern("GELU(erf)", TORCH, "Erf", (tokens,), _gelu_erf("x"), _GELU_ERF_CONSTS),
+        pattern(
+            "Linear+GELU(erf) (ViT MLP)",
+            TORCH,
+            "Erf",
+            (In("x", TOKENS, low=-2.0, high=2.0),),
+            [
+                Node("Reshape", ("x", "rows"), ("x2",)),
+                Node("Gemm", ("x2", "W", "B"), ("h2",)),
+                Node("Reshape", ("h2", "tokens"), ("h",)),
+                *_gelu_erf("h"),
+            ],
+            {
+                "rows": _i64(16, 64),
+                "W": Rand((64, 128), -0.125, 0.125),  # nn.Linear's init range, 1/sqrt(fan_in)
+                "B": Rand((128,), -0.125, 0.125),
+                "tokens": _i64(1, 16, 128),
+                **_GELU_ERF_CONSTS,
+            },
+        ),
+        pattern(
+            "GELU(tanh)",
+            TORCH,
+            "Tanh",
+            (tokens,),
+            [
+                ("Mul", ("x", "x"), ("x2",)),
+                ("Mul", ("x", "x2"), ("x3",)),
+                ("Mul", ("c", "x3"), ("cx3",)),
+                ("Add", ("x", "cx3"), ("inner",)),
+                ("Mul", ("k", "inner"), ("arg",)),
+                ("Tanh", ("arg",), ("t",)),
+                ("Add", ("one", "t"), ("t1",)),
+                ("Mul", ("x", "t1"), ("xt",)),
+                ("Mul", ("half", "xt")),
+            ],
+            _GELU_TANH_CONSTS,
+        ),
+        pattern(
+            "GELU(tanh)",
+            TF,
+            "Tanh",
+            (tokens,),
+            [
+                ("Mul", ("half", "x"), ("hx",)),
+                ("Pow", ("x", "three"), ("x3",)),
+                ("Mul", ("c", "x3"), ("cx3",)),
+                ("Add", ("x", "cx3"), ("inner",)),
+                ("Mul", ("k", "inner"), ("arg",)),
+                ("Tanh", ("arg",), ("t",)),
+                ("Add", ("one", "t"), ("t1",)),
+                ("Mul", ("hx", "t1")),
+            ],
+            {**_GELU_TANH_CONSTS, "three": _scalar(3.0)},
+        ),
+        # --- normalization written out
+        pattern(
+            "LayerNorm(decomposed, channels-first)",  # ConvNeXt-style LayerNorm over C of an NCHW map
+            TORCH,
+            "ReduceMean",
+            (In("x", (1, 32, 16, 16), low=-2.0, high=2.0),),
+            [
+                ("ReduceMean", ("x",), ("mean",), {"axes": [1], "keepdims": 1}),
+                ("Sub", ("x", "mean"), ("d",)),
+                ("Pow", ("d", "two"), ("d2",)),
+                ("ReduceMean", ("d2",), ("var",), {"axes": [1], "keepdims": 1}),
+                ("Add", ("var", "eps"), ("ve",)),
+                ("Sqrt", ("ve",), ("std",)),
+                ("Div", ("d", "std"), ("n",)),
+                ("Mul", ("gamma", "n"), ("g",)),
+                ("Add", ("g", "beta")),
+            ],
+            {
+                "two": _scalar(2.0),
+                "eps": _scalar(1e-6),
+                "gamma": Rand((32, 1, 1), 0.5, 1.5),
+                "beta": Rand((32, 1, 1), -0.5, 0.5),
+            },
+        ),
+        pattern(
+            "LayerNorm",  # keras.layers.LayerNormalization: moments as GlobalAveragePool over the last axis
+            TF,
+            "GlobalAveragePool",
+            (In("x", TOKENS, low=-2.0, high=2.0),),
+            [
+                ("GlobalAveragePool", ("x",), ("mean",)),
+                ("Sub", ("x", "mean"), ("d",)),
+                ("Mul", ("d", "d"), ("d2",)),
+                ("GlobalAveragePool", ("d2",), ("var",)),
+                ("Add", ("var", "eps"), ("ve",)),
+                ("Sqrt", ("ve",), ("std",)),
+                ("Reciprocal", ("std",), ("inv",)),
+                ("Mul", ("inv", "gamma"), ("scale",)),
+                ("Mul", ("x", "scale"), ("xs",)),
+                ("Neg", ("mean",), ("neg",)),
+                ("Mul", ("neg", "scale"), ("shift",)),
+                ("Add", ("shift", "beta"), ("offset",)),
+                ("Add", ("xs", "offset")),
+            ],
+            {"eps": _scalar(1e-5), "gamma": Rand((1, 1, 64), 0.5, 1.5), "beta": Rand((1, 1, 64), -0.5, 0.5)},
+        ),
+        pattern(
+            "RMSNorm(decomposed)",  # x * rsqrt(mean(x^2) + eps) * w, as LLaMA-style code writes it
+            TORCH,
+            "ReduceMean",
+            (In("x", TOKENS, low=-2.0, high=2.0),),
+            [
+                ("Pow", ("x", "two"), ("x2",)),
+                ("ReduceMean", ("x2",), ("ms",), {"axes": [-1], "keepdims": 1}),
+                ("Add", ("ms", "eps"), ("mse",)),
+                ("Sqrt", ("mse",), ("rms",)),
+                ("Div", ("x", "rms"), ("n",)),
+                ("Mul", ("n", "w")),
+            ],
+            {"two": _scalar(2.0), "eps": _scalar(1e-6), "w": Rand((64,), 0.5, 1.5)},
+        ),
+        pattern(
+            "GroupNorm",  # nn.GroupNorm(4, 16): InstanceNormalization over 4 groups, then the affine
+            TORCH,
+            "InstanceNormalization",
+            (In("x", (1, 16, 16, 16), low=-2.0, high=2.0),),
+            [
+                ("Reshape", ("x", "groups"), ("xg",)),
+                ("InstanceNormalization", ("xg", "ones", "zeros"), ("ng",), {"epsilon": 1e-5}),
+                ("Reshape", ("ng", "shape"), ("n",)),
+                ("Mul", ("n", "gamma"), ("g",)),
+                ("Add", ("g", "beta")),
+            ],
+            {
+                "groups": _i64(0, 4, -1),
+                "ones": _f32(1, 1, 1, 1),
+                "zeros": _f32(0, 0, 0, 0),
+                "shape": _i64(1, 16, 16, 16),
+                "gamma": Rand((16, 1, 1), 0.5, 1.5),
+                "beta": Rand((16, 1, 1), -0.5, 0.5),
+            },
+        ),
+        # --- activations written out
+        pattern("SiLU", TORCH, "Sigmoid", (image,), [("Sigmoid", ("x",), ("s",)), ("Mul", ("x", "s"))]),
+        pattern(
+            "SiLU/Swish",  # tf.nn.silu / keras.activations.silu: x * sigmoid(beta * x), beta = 1
+            TF,
+            "Sigmoid",
+            (image,),
+            [("Mul", ("beta", "x"), ("bx",)), ("Sigmoid", ("bx",), ("s",)), ("Mul", ("x", "s"))],
+            {"beta": _scalar(1.0)},
+        ),
+        pattern(
+            "HardSwish",  # nn.Hardswish exports HardSwish; the frontends' fold inlines it into these two
+            TORCH,
+            "HardSigmoid",
+            (image,),
+            [("HardSigmoid", ("x",), ("h",), {"alpha": 1.0 / 6.0, "beta": 0.5}), ("Mul", ("x", "h"))],
+        ),
+        pattern(
+            "HardSwish",  # keras.activations.hard_swish: x * relu6(x + 3) / 6
+            TF,
+            "Clip",
+            (image,),
+            [
+                ("Add", ("x", "three"), ("a",)),
+                ("Clip", ("a", "zero", "six"), ("c",)),
+                ("Mul", ("c", "sixth"), ("h",)),
+                ("Mul", ("x", "h")),
+            ],
+            {"three": _scalar(3.0), "zero": _scalar(0.0), "six": _scalar(6.0), "sixth": _scalar(1.0 / 6.0)},
+        ),
+        pattern(
+            "HardSigmoid",  # keras.activations.hard_sigmoid: relu6(x + 3) / 6
+            TF,
+            "Clip",
+            (image,),
+            [("Add", ("x", "three"), ("a",)), ("Clip", ("a", "zero", "six"), ("c",)), ("Mul", ("c", "sixth"))],
+            {"three": _scalar(3.0), "zero": _scalar(0.0), "six": _scalar(6.0), "sixth": _scalar(1.0 / 6.0)},
+        ),
+        # --- attention: softmax(q k^T * scale) v over 4 heads of 16 tokens x 16
+        pattern(
+            "Attention(MatMul-scale-Softmax-MatMul)",  # (q @ k.transpose(-2, -1)) * d**-0.5, softmax, @ v
+            TORCH,
+            "Softmax",
+            qkv,
+            [
+                ("Transpose", ("k",), ("kt",), {"perm": [0, 1, 3, 2]}),
+                ("MatMul", ("q", "kt"), ("s",)),
+                ("Mul", ("s", "scale"), ("ss",)),
+                ("Softmax", ("ss",), ("w",), {"axis": -1}),
+                ("MatMul", ("w", "v")),
+            ],
+            {"scale": _scalar(0.25)},
+        ),
+        pattern(
+            "scaled_dot_product_attention",  # F.scaled_dot_product_attention: sqrt(scale) on q and on k^T
+            TORCH,
+            "Softmax",
+            qkv,
+            [
+                ("Transpose", ("k",), ("kt",), {"perm": [0, 1, 3, 2]}),
+                ("Mul", ("kt", "root"), ("kts",)),
+                ("Mul", ("q", "root"), ("qs",)),
+                ("MatMul", ("qs", "kts"), ("s",)),
+                ("Softmax", ("s",), ("w",), {"axis": -1}),
+                ("MatMul", ("w", "v")),
+            ],
+            {"root": _f32(0.5)},
+        ),
+        # --- depth-to-space and pixel shuffle (nn.PixelShuffle is the DepthToSpace(CRD) row)
+        pattern(
+            "PixelUnshuffle",  # nn.PixelUnshuffle(2): a rank-6 Transpose between two Reshapes
+            TORCH,
+            "Transpose",
+            (In("x", (1, 4, 16, 16)),),
+            [
+                ("Reshape", ("x", "split"), ("r",)),
+                ("Transpose", ("r",), ("t",), {"perm": [0, 1, 3, 5, 2, 4]}),
+                ("Reshape", ("t", "merged")),
+            ],
+            {"split": _i64(-1, 4, 8, 2, 8, 2), "merged": _i64(-1, 16, 8, 8)},
+        ),
+        pattern(
+            "DepthToSpace",  # tf.nn.depth_to_space on NHWC: DCR between layout Transposes
+            TF,
+            "DepthToSpace",
+            (In("x", (1, 8, 8, 16)),),
+            [
+                ("Transpose", ("x",), ("nchw",), {"perm": [0, 3, 1, 2]}),
+                ("DepthToSpace", ("nchw",), ("d",), {"blocksize": 2}),
+                ("Transpose", ("d",), ("y",), {"perm": [0, 2, 3, 1]}),
+            ],
+        ),
+        # --- resize (torch's nearest/bilinear/align_corners scales are the Resize rows)
+        pattern(
+            "Resize(cubic)",  # F.interpolate(scale_factor=2, mode="bicubic")
+            TORCH,
+            "Resize",
+            (image,),
+            [
+                (
+                    "Resize",
+                    ("x", "", "scales"),
+                    ("y",),
+                    {
+                        "coordinate_transformation_mode": "half_pixel",
+                        "cubic_coeff_a": -0.75,
+                        "mode": "cubic",
+                        "nearest_mode": "floor",
+                    },
+                )
+            ],
+            {"scales": _f32(1, 1, 2, 2)},
+        ),
+        pattern(
+            "Resize(nearest, sizes)",  # F.interpolate(size=(24, 24)): a 1.5x nearest resize by output size
+            TORCH,
+            "Resize",
+            (image,),
+            [
+                (
+                    "Resize",
+                    ("x", "", "", "sizes"),
+                    ("y",),
+                    {
+                        "coordinate_transformation_mode": "asymmetric",
+                        "cubic_coeff_a": -0.75,
+                        "mode": "nearest",
+                        "nearest_mode": "floor",
+                    },
+                )
+            ],
+            {"sizes": _i64(1, 8, 24, 24)},
+        ),
+        pattern(
+            "Resize(nearest)",  # tf.image.resize(method="nearest") on NHWC
+            TF,
+            "Resize",
+            (nhwc,),
+            [
+                ("Transpose", ("x",), ("nchw",), {"perm": [0, 3, 1, 2]}),
+                (
+                    "Resize",
+                    ("nchw", "roi", "scales"),
+                    ("r",),
+                    {
+                        "coordinate_transformation_mode": "tf_half_pixel_for_nn",
+                        "mode": "nearest",
+                        "nearest_mode": "floor",
+                    },
+                ),
+                ("Transpose", ("r",), ("y",), {"perm": [0, 2, 3, 1]}),
+            ],
+            {"roi": np.zeros(0, np.float32), "scales": _f32(1, 1, 2, 2)},
+        ),
+        pattern(
+            "Resize(bilinear)",  # tf.image.resize(method="bilinear") / UpSampling2D(interpolation="bilinear")
+            TF,
+            "Resize",
+            (nhwc,),
+            [
+                ("Transpose", ("x",), ("nchw",), {"perm": [0, 3, 1, 2]}),
+                (
+                    "Resize",
+                    ("nchw", "roi", "scales"),
+                    ("r",),
+                    {"coordinate_transformation_mode": "half_pixel", "mode": "linear", "nearest_mode": "floor"},
+                ),
+                ("Transpose", ("r",), ("y",), {"perm": [0, 2, 3, 1]}),
+            ],
+            {"roi": np.zeros(0, np.float32), "scales": _f32(1, 1, 2, 2)},
+        ),
+        pattern(
+            "UpSampling2D(nearest)",  # keras.layers.UpSampling2D(2): repeat rows, then columns, with Tile
+            TF,
+            "Tile",
+            (nhwc,),
+            [
+                ("Unsqueeze", ("x", "axis2"), ("u",)),
+                ("Tile", ("u", "rows"), ("tr",)),
+                ("Reshape", ("tr", "shape_rows"), ("r",)),
+                ("Tile", ("r", "cols"), ("tc",)),
+                ("Reshape", ("tc", "shape_out")),
+            ],
+            {
+                "axis2": _i64(2),
+                "rows": _i64(1, 1, 2, 1, 1),
+                "shape_rows": _i64(1, 32, 16, 1, 8),
+                "cols": _i64(1, 1, 1, 2, 1),
+                "shape_out": _i64(1, 32, 32, 8),
+            },
+        ),
+    ]
 
 
 PROBES: list[Probe] = _catalog()
@@ -610,9 +1005,9 @@ def _qdq_graph_boundary(model, float_path: Path, calibration: list[dict[str, np.
         return 0
     values: dict[str, list[np.ndarray]] = {name: [s[name] for s in calibration] for name in inputs}
     if outputs:
-        batch = {k: np.concatenate([sample[k] for sample in calibration]) for k in calibration[0]}
-        for name, value in cpu_reference(float_path, batch).items():
-            values.setdefault(name, []).append(value)
+        for run in cpu_runs(float_path, calibration):
+            for name, value in run.items():
+                values.setdefault(name, []).append(value)
     added = []
     for name in inputs + outputs:
         low = float(min(v.min() for v in values[name]))
@@ -647,17 +1042,26 @@ def calibration_samples(probe: Probe) -> list[dict[str, np.ndarray]]:
 
 
 def cpu_reference(model_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs of ``model_path`` on onnxruntime's CPU EP, one sample at a time as the runner does.
+    """Outputs of ``model_path`` on onnxruntime's CPU EP, one sample at a time and merged as the runner does.
 
     Runs in this process: the CPU EP on a checked single-op model is not the
     code under test, so it needs no runner isolation.
     """
+    from zoocompat.api.samples import collect
+
+    count = len(next(iter(inputs.values())))
+    runs = cpu_runs(model_path, [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(count)])
+    names = list(runs[0])
+    # the runner's rule for the sample axis (an output without a batch dim of 1 gets one stacked on)
+    return dict(zip(names, collect([[run[name] for name in names] for run in runs]), strict=True))
+
+
+def cpu_runs(model_path: Path, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """``model_path`` on onnxruntime's CPU EP, once per feed (each fed as it is): the outputs by name."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    count = len(next(iter(inputs.values())))
-    runs = [session.run(names, {k: v[i : i + 1] for k, v in inputs.items()}) for i in range(count)]
-    return {name: np.concatenate([run[j] for run in runs]) for j, name in enumerate(names)}
+    return [dict(zip(names, session.run(names, feed), strict=True)) for feed in feeds]

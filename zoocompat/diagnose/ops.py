@@ -56,9 +56,28 @@ MISMATCH_DB = 20.0
 #: a diff lists a probe supported in both tables whose SQNR moved by this much
 FIDELITY_SHIFT_DB = 10.0
 EVAL_SAMPLES = 1
-_FORMAT = 2  # bump when a cached result's meaning changes
+_FORMAT = 3  # bump when a cached result's meaning changes (3: outputs without a batch dim of 1 compared)
 _LOG_PATH = re.compile(r";? log: \S+$")
-_MARK = {"supported": "✅", "unsupported": "❌", "error": "⚠️ error"}
+_MARK = {
+    "supported": "✅",
+    "unsupported": "❌",
+    "error": "⚠️ error",
+    # the corpus's verdicts (zoocompat/diagnose/corpus.py)
+    "on_target": "✅",
+    "fallback": "❌",
+    "wrong_output": "⚠️ wrong",
+    "unsupported_dtype": "🚫 dtype",
+}
+#: how bad a verdict is, for diffs: a move to a higher rank is a regression, to a lower one an improvement
+RANK = {
+    "supported": 0,
+    "on_target": 0,
+    "unsupported": 1,
+    "fallback": 1,
+    "wrong_output": 2,
+    "unsupported_dtype": 3,
+    "error": 3,
+}
 
 
 def classify(placement: Placement) -> tuple[str, list[str]]:
@@ -149,11 +168,8 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
             compiled.timeout_s = min(limit, PROBE_TIMEOUT_S)
         stage = "run"
         result = compiled.run(inputs)
-    except CellError as error:
-        message = _LOG_PATH.sub("", error.message)  # the runner log is kept in the cache entry as run/runner.log
-        record.update(verdict="error", category=error.category, reasons=[_short(message)])
-    except Exception as error:  # quantizer or reference failure on this op
-        record.update(verdict="error", category=stage, reasons=[f"{stage}: {type(error).__name__}: {_short(error)}"])
+    except Exception as error:  # a backend's CellError, or the quantizer or CPU reference failing on this op
+        record.update(failure(stage, error))
     else:
         verdict, reasons = classify(result.placement)
         comparison = _compare(reference, result.outputs)
@@ -172,8 +188,25 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
     return record
 
 
+def failure(stage: str, error: Exception) -> dict[str, Any]:
+    """The ``error`` verdict of a probe or case that failed at ``stage``, with its one-line reason."""
+    if isinstance(error, CellError):
+        message = _LOG_PATH.sub("", error.message)  # the runner log is kept in the cache entry as run/runner.log
+        return {"verdict": "error", "category": error.category, "reasons": [_short(message)]}
+    return {"verdict": "error", "category": stage, "reasons": [f"{stage}: {type(error).__name__}: {_short(error)}"]}
+
+
+#: what makes two messages of the same failure differ: scratch folders and random tensor names
+_NOISE = (
+    (re.compile(r"/tmp/[\w.\-]+/"), ""),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<tensor>"),
+)
+
+
 def _short(message: Any, limit: int = 600) -> str:
     text = " ".join(str(message).split())
+    for pattern, replacement in _NOISE:
+        text = pattern.sub(replacement, text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -185,16 +218,28 @@ class _Uncached(Exception):
         self.record = record
 
 
-def _cached_probe(
+def run_one(
     cache: ArtifactCache,
-    probe: Any,
+    definition: str,
+    label: str,
     precision: str,
     backend: Any,
-    sdk: str | None,
     identity: dict[str, Any],
+    once: Callable[[Path], dict[str, Any]],
+    use_cache: bool,
+    version: int = _FORMAT,
 ) -> tuple[dict[str, Any], bool]:
-    """``probe_once`` through the cache; ``identity`` (SDK id, backend settings) is part of the key."""
-    key = key_of(CACHE_STAGE, _FORMAT, op_probes.definition_hash(probe), precision, backend.name, identity)
+    """``once(workdir)`` (one probe or corpus case at ``precision``) through the cache, and whether it hit.
+
+    The key holds the record format ``version``, the subject's ``definition`` hash, the precision, the
+    backend and ``identity`` (SDK id, backend settings). A timeout is returned but not cached: it may pass
+    on a quieter machine. Without ``use_cache`` it runs afresh in a scratch folder named after ``label``.
+    """
+    if not use_cache:
+        scratch = cache.root / CACHE_STAGE / ".scratch" / key_of(label, precision)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return once(scratch), False
+    key = key_of(CACHE_STAGE, version, definition, precision, backend.name, identity)
     done = cache.root / CACHE_STAGE / key / RESULT_NAME
     if done.is_file():
         try:
@@ -203,7 +248,7 @@ def _cached_probe(
             pass  # a damaged entry: the cache rebuilds it below
 
     def build(tmp: Path) -> None:
-        record = probe_once(probe, precision, backend, sdk, tmp)
+        record = once(tmp)
         if record.get("category") == "timeout":
             raise _Uncached(record)
         (tmp / RESULT_NAME).write_text(json.dumps(record, indent=1))
@@ -213,6 +258,65 @@ def _cached_probe(
     except _Uncached as uncached:
         return uncached.record, False
     return json.loads((folder / RESULT_NAME).read_text()), False
+
+
+def new_table(backend: Any, sdk: str | None, precisions: list[str], verdicts: tuple[str, ...]) -> dict[str, Any]:
+    """An empty table: ``ops`` (row -> precision -> verdict) and its side grids, for ``verdicts``."""
+    return {
+        "ops": {},
+        "backend": backend.name,
+        "sdk": sdk,
+        "reasons": {},
+        "sqnr_db": {},
+        "agreement": {},
+        "probes": {},
+        "summary": {p: dict.fromkeys(verdicts, 0) for p in precisions},
+    }
+
+
+def add_record(table: dict[str, Any], row: str, precision: str, record: dict[str, Any], good: str) -> None:
+    """Enter one result into ``table``: its verdict, reasons and (for the ``good`` verdict) its fidelity."""
+    verdict = record["verdict"]
+    table["ops"].setdefault(row, {})[precision] = verdict
+    table["summary"][precision][verdict] += 1
+    reasons = list(record.get("reasons") or []) + _mismatch(record)
+    if reasons:
+        table["reasons"].setdefault(row, {})[precision] = reasons
+    if verdict == good:
+        table["sqnr_db"].setdefault(row, {})[precision] = "exact" if record.get("identical") else record.get("sqnr_db")
+        if record.get("agreement") is not None:
+            table["agreement"].setdefault(row, {})[precision] = record["agreement"]
+
+
+def run_facts(
+    info: dict[str, Any], precisions: list[str], rows: int, hits: int, started: float, seconds: float
+) -> dict[str, Any]:
+    """The table's ``run`` block: what ran where, how much came from the cache, how long it took."""
+    return {
+        "backend_info": info,
+        "precisions": precisions,
+        "probes": rows,
+        "results": rows * len(precisions),
+        "cached": hits,
+        "seconds": round(time.time() - started, 1),
+        "probe_seconds": round(seconds, 1),
+        "quantizer": op_probes.QUANTIZER,
+        "eval_samples": EVAL_SAMPLES,
+        "host": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+
+
+def identity_of(backend: Any, sdk: str | None) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """``(backend info, SDK id, cache identity)`` of ``backend`` under ``sdk``."""
+    info = backend.describe(sdk)
+    sdk_id = sdk or info.get("sdk")
+    return info, sdk_id, {"sdk": sdk_id, **{k: v for k, v in info.items() if k != "runtime"}}
 
 
 def run_ops(
@@ -235,68 +339,36 @@ def run_ops(
     probes = op_probes.by_name(probe_names)
     precisions = list(precisions)
     cache = cache or ArtifactCache()
-    info = backend.describe(sdk)
-    sdk_id = sdk or info.get("sdk")
-    identity = {"sdk": sdk_id, **{k: v for k, v in info.items() if k != "runtime"}}
+    info, sdk_id, identity = identity_of(backend, sdk)
     started = time.time()
-    table: dict[str, Any] = {
-        "ops": {},
-        "backend": backend.name,
-        "sdk": sdk_id,
-        "reasons": {},
-        "sqnr_db": {},
-        "agreement": {},
-        "probes": {},
-        "summary": {p: dict.fromkeys(VERDICTS, 0) for p in precisions},
-    }
+    table = new_table(backend, sdk_id, precisions, VERDICTS)
     hits = 0
     probe_seconds = 0.0
     total = len(probes) * len(precisions)
     for probe in probes:
         table["probes"][probe.name] = {"op": probe.op, "opset": probe.opset}
+        if len(probe.nodes) > 1:  # a pattern: every op it holds, for holding model findings against it
+            table["probes"][probe.name]["ops"] = sorted({node.op for node in probe.nodes})
+        definition = op_probes.definition_hash(probe)
         for precision in precisions:
-            if use_cache:
-                record, hit = _cached_probe(cache, probe, precision, backend, sdk, identity)
-            else:
-                scratch = cache.root / CACHE_STAGE / ".scratch" / key_of(probe.name, precision)
-                shutil.rmtree(scratch, ignore_errors=True)
-                record, hit = probe_once(probe, precision, backend, sdk, scratch), False
+            record, hit = run_one(
+                cache,
+                definition,
+                probe.name,
+                precision,
+                backend,
+                identity,
+                lambda workdir, probe=probe, precision=precision: probe_once(probe, precision, backend, sdk, workdir),
+                use_cache,
+            )
             hits += hit
             probe_seconds += float(record.get("seconds") or 0.0)
-            verdict = record["verdict"]
-            table["ops"].setdefault(probe.name, {})[precision] = verdict
-            table["summary"][precision][verdict] += 1
-            reasons = list(record.get("reasons") or []) + _mismatch(record)
-            if reasons:
-                table["reasons"].setdefault(probe.name, {})[precision] = reasons
-            if verdict == "supported":
-                table["sqnr_db"].setdefault(probe.name, {})[precision] = (
-                    "exact" if record.get("identical") else record.get("sqnr_db")
-                )
-                if record.get("agreement") is not None:
-                    table["agreement"].setdefault(probe.name, {})[precision] = record["agreement"]
+            add_record(table, probe.name, precision, record, "supported")
             if progress:
                 done = sum(len(v) for v in table["ops"].values())
                 cached = " (cached)" if hit else f" ({record['seconds']:.1f} s)"
-                progress(f"[{done:>3}/{total}] {probe.name} {precision}: {verdict}{cached}")
-    table["run"] = {
-        "backend_info": info,
-        "precisions": precisions,
-        "probes": len(probes),
-        "results": total,
-        "cached": hits,
-        "seconds": round(time.time() - started, 1),
-        "probe_seconds": round(probe_seconds, 1),
-        "quantizer": op_probes.QUANTIZER,
-        "eval_samples": EVAL_SAMPLES,
-        "host": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-    }
+                progress(f"[{done:>3}/{total}] {probe.name} {precision}: {record['verdict']}{cached}")
+    table["run"] = run_facts(info, precisions, len(probes), hits, started, probe_seconds)
     return table
 
 
@@ -344,20 +416,20 @@ def _cell(table: dict[str, Any], probe: str, precision: str, notes: dict[str, in
             text += " exact"
         elif agreement is not None:
             text += f" {agreement:.1%} equal"
-    refs = []
-    for reason in table.get("reasons", {}).get(probe, {}).get(precision, []):
-        refs.append(notes.setdefault(reason, len(notes) + 1))
-    if refs:
-        text += " " + "".join(f"[^{n}]" for n in refs)
-    return text
+    return text + footnotes(table, probe, precision, notes)
 
 
-def render_markdown(table: dict[str, Any], title: str | None = None, command: str | None = None) -> str:
-    """The ops table as Markdown: one row per probe, one column per precision, reasons as footnotes."""
+def footnotes(table: dict[str, Any], row: str, precision: str, notes: dict[str, int]) -> str:
+    """`` [^1][^2]`` for the reasons of one cell, numbering new reasons in ``notes``."""
+    reasons = table.get("reasons", {}).get(row, {}).get(precision, [])
+    refs = [notes.setdefault(reason, len(notes) + 1) for reason in reasons]
+    return " " + "".join(f"[^{n}]" for n in refs) if refs else ""
+
+
+def fact_lines(table: dict[str, Any], command: str | None = None) -> list[str]:
+    """The bullet list heading a table: backend, SDK, runtime versions, host, time and command."""
     run = table.get("run", {})
-    precisions = run.get("precisions") or sorted({p for row in table["ops"].values() for p in row})
     info = run.get("backend_info", {})
-    lines = [f"# {title or 'Op support: ' + table['backend'] + ' on ' + str(table.get('sdk'))}", ""]
     facts = [
         ("backend", table["backend"]),
         ("SDK", table.get("sdk")),
@@ -372,7 +444,33 @@ def render_markdown(table: dict[str, Any], title: str | None = None, command: st
         ("time", _timing(run)) if "seconds" in run else None,
         ("command", f"`{command}`" if command else None),
     ]
-    lines += [f"- {name}: {value}" for item in facts if item for name, value in [item] if value]
+    return [f"- {name}: {value}" for item in facts if item for name, value in [item] if value]
+
+
+def summary_lines(table: dict[str, Any], precisions: list[str], verdicts: Iterable[str]) -> list[str]:
+    """The verdict counts per precision as a small Markdown table (nothing when the table has none)."""
+    summary = table.get("summary") or {}
+    if not summary:
+        return []
+    lines = ["| | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
+    for verdict in verdicts:
+        lines.append(f"| {verdict} | " + " | ".join(str(summary.get(p, {}).get(verdict, 0)) for p in precisions) + " |")
+    return lines + [""]
+
+
+def note_lines(notes: dict[str, int]) -> list[str]:
+    """The footnotes collected while rendering cells."""
+    if not notes:
+        return []
+    return [""] + [f"[^{number}]: {_escape(reason)}" for reason, number in notes.items()]
+
+
+def render_markdown(table: dict[str, Any], title: str | None = None, command: str | None = None) -> str:
+    """The ops table as Markdown: one row per probe, one column per precision, reasons as footnotes."""
+    run = table.get("run", {})
+    precisions = run.get("precisions") or sorted({p for row in table["ops"].values() for p in row})
+    lines = [f"# {title or 'Op support: ' + table['backend'] + ' on ' + str(table.get('sdk'))}", ""]
+    lines += fact_lines(table, command)
     lines += [
         "",
         "✅ every node on the target and it ran (dB: output SQNR against onnxruntime CPU running the same model, "
@@ -381,14 +479,7 @@ def render_markdown(table: dict[str, Any], title: str | None = None, command: st
         "the CPU (vendor's reason in the note) · ⚠️ error: quantize, compile or run failed (message in the note).",
         "",
     ]
-    summary = table.get("summary") or {}
-    if summary:
-        lines += ["| | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
-        for verdict in VERDICTS:
-            lines.append(
-                f"| {verdict} | " + " | ".join(str(summary.get(p, {}).get(verdict, 0)) for p in precisions) + " |"
-            )
-        lines.append("")
+    lines += summary_lines(table, precisions, VERDICTS)
     lines += [
         "| probe | ONNX op | opset | " + " | ".join(precisions) + " |",
         "|---|---|---|" + "---|" * len(precisions),
@@ -398,33 +489,39 @@ def render_markdown(table: dict[str, Any], title: str | None = None, command: st
         meta = table.get("probes", {}).get(probe, {})
         cells = " | ".join(_cell(table, probe, p, notes) for p in precisions)
         lines.append(f"| {probe} | {meta.get('op', '')} | {meta.get('opset', '')} | {cells} |")
-    if notes:
-        lines.append("")
-        for reason, number in notes.items():
-            lines.append(f"[^{number}]: {_escape(reason)}")
+    lines += note_lines(notes)
     return "\n".join(lines) + "\n"
 
 
-def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def diff_tables(
+    before: dict[str, Any], after: dict[str, Any], models: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """What changed between two ops tables (e.g. two SDK releases) per (probe, precision).
 
-    Returns ``{"before", "after", "regressions", "improvements", "added",
+    Returns ``{"before", "after", "regressions", "improvements", "changed", "added",
     "removed", "fidelity", "unchanged"}``. A regression is a verdict that got worse
-    (supported, then unsupported, then error), an improvement one that got
-    better; each carries both tables' reasons. ``fidelity`` lists probes
+    (by :data:`RANK`: supported, then unsupported, then error), an improvement one that
+    got better, a change one of the same rank (an error that became an unsupported dtype);
+    each carries both tables' reasons. ``fidelity`` lists probes
     supported in both whose output SQNR moved by ``FIDELITY_SHIFT_DB`` or more.
+
+    ``models``: the gate's coverage regressions of whole models between the same two releases, each with
+    the probe rows that explain it (``zoocompat.gate.agreement.explain``); they are kept as ``models``, and
+    those no probe explains are the diff's ``seen only in models``.
     """
-    rank = {"supported": 0, "unsupported": 1, "error": 2}
     result: dict[str, Any] = {
         "before": {"backend": before.get("backend"), "sdk": before.get("sdk")},
         "after": {"backend": after.get("backend"), "sdk": after.get("sdk")},
         "regressions": [],
         "improvements": [],
+        "changed": [],
         "added": [],
         "removed": [],
         "fidelity": [],
         "unchanged": 0,
     }
+    if models is not None:
+        result["models"] = models
     a_ops, b_ops = before.get("ops", {}), after.get("ops", {})
     for probe in list(a_ops) + [p for p in b_ops if p not in a_ops]:
         a_row, b_row = a_ops.get(probe, {}), b_ops.get(probe, {})
@@ -443,7 +540,8 @@ def diff_tables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
             else:
                 entry["reasons_before"] = before.get("reasons", {}).get(probe, {}).get(precision, [])
                 entry["reasons_after"] = after.get("reasons", {}).get(probe, {}).get(precision, [])
-                key = "regressions" if rank.get(new, 3) > rank.get(old, 3) else "improvements"
+                worse = RANK.get(new, 9) - RANK.get(old, 9)
+                key = "regressions" if worse > 0 else "improvements" if worse < 0 else "changed"
                 result[key].append(entry)
     return result
 
@@ -460,32 +558,66 @@ def _sqnr_shift(before: dict[str, Any], after: dict[str, Any], probe: str, preci
     return {"sqnr_before": a, "sqnr_after": b}
 
 
-def render_diff_markdown(diff: dict[str, Any]) -> str:
-    """A diff of two ops tables as Markdown."""
+def render_diff_markdown(diff: dict[str, Any], title: str | None = None, row: str = "probe") -> str:
+    """A diff of two ops (or corpus) tables as Markdown; ``row`` names what a row is (a probe, a case)."""
     a = f"{diff['before']['backend']} {diff['before']['sdk']}"
     b = f"{diff['after']['backend']} {diff['after']['sdk']}"
     lines = [
-        f"# Op support changes: {a} → {b}",
+        f"# {title or 'Op support changes'}: {a} → {b}",
         "",
         f"{len(diff['regressions'])} regressions, {len(diff['improvements'])} improvements, "
-        f"{diff['unchanged']} unchanged ({len(diff.get('fidelity', []))} of them with an output SQNR shift of "
+        + (f"{len(diff['changed'])} changed to another verdict as bad, " if diff.get("changed") else "")
+        + f"{diff['unchanged']} unchanged ({len(diff.get('fidelity', []))} of them with an output SQNR shift of "
         f"{FIDELITY_SHIFT_DB:.0f} dB or more), {len(diff['added'])} added, {len(diff['removed'])} removed.",
     ]
-    for key, title in (("regressions", "Regressions"), ("improvements", "Improvements")):
-        if not diff[key]:
+    for key, title in (("regressions", "Regressions"), ("improvements", "Improvements"), ("changed", "Changed")):
+        if not diff.get(key):
             continue
-        lines += ["", f"## {title}", "", f"| probe | precision | {a} | {b} | reason on the worse side |"]
+        lines += ["", f"## {title}", "", f"| {row} | precision | {a} | {b} | reason on the worse side |"]
         lines.append("|---|---|---|---|---|")
         for e in diff[key]:
-            reason = "; ".join(e.get("reasons_after") or e.get("reasons_before") or [])
+            sides = [e.get("reasons_after"), e.get("reasons_before")]
+            reason = "; ".join((sides[::-1] if key == "improvements" else sides)[0] or [])
             lines.append(f"| {e['probe']} | {e['precision']} | {e['before']} | {e['after']} | {_escape(reason)} |")
     if diff.get("fidelity"):
-        lines += ["", "## Output SQNR shifts (supported in both)", "", f"| probe | precision | {a} | {b} |"]
+        lines += ["", "## Output SQNR shifts (supported in both)", "", f"| {row} | precision | {a} | {b} |"]
         lines.append("|---|---|---|---|")
         for e in diff["fidelity"]:
             shown = [v if v == "exact" else f"{v} dB" for v in (e["sqnr_before"], e["sqnr_after"])]
             lines.append(f"| {e['probe']} | {e['precision']} | {shown[0]} | {shown[1]} |")
+    if "models" in diff:
+        lines += _model_lines(diff["models"])
     for key, title in (("added", "Only in the second table"), ("removed", "Only in the first table")):
         if diff[key]:
             lines += ["", f"## {title}", ""] + [f"- {e['probe']} {e['precision']}" for e in diff[key]]
     return "\n".join(lines) + "\n"
+
+
+def _model_lines(models: list[dict[str, Any]]) -> list[str]:
+    """The diff's sections on whole models: their coverage regressions, explained by probes or seen only there."""
+    alone = [m for m in models if not m.get("explained_by")]
+    lines = ["", "## Seen only in models", ""]
+    if alone:
+        lines += [
+            "Coverage regressions the gate found in cells of the zoo that no probe regression explains:",
+            "",
+            "| cell | precision | ops newly on the CPU |",
+            "|---|---|---|",
+        ]
+        lines += [f"| `{m['cell']}` | {m['precision']} | {', '.join(m['ops'])} |" for m in alone]
+    else:
+        lines.append(
+            f"None: each of the {len(models)} coverage regressions the gate found in the zoo's cells is a "
+            "regression of a probe (table below)."
+            if models
+            else "None: the gate found no coverage regression in the zoo's cells."
+        )
+    explained = [m for m in models if m.get("explained_by")]
+    if explained:
+        lines += ["", "| cell | precision | ops newly on the CPU | probe regressions that show it |"]
+        lines.append("|---|---|---|---|")
+        lines += [
+            f"| `{m['cell']}` | {m['precision']} | {', '.join(m['ops'])} | {', '.join(m['explained_by'])} |"
+            for m in explained
+        ]
+    return lines
