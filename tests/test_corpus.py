@@ -172,3 +172,7 @@ def test_cli_runs_the_corpus_and_diffs_two_tables(tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.stdout.startswith("# ONNX corpus changes: cpu")
     bad = runner.invoke(main, ["ops", "--corpus", "onnx", "--backend", "cpu", "-k", "nothing_like_this"])
     assert bad.exit_code == 2 and "no onnx corpus case" in bad.output
+    (tmp_path / "junk.json").write_text("{not json")
+    junk = ["ops", "--corpus", "onnx", "--backend", "cpu", "-k", "test_Conv2d_strided", "--probes"]
+    bad = runner.invoke(main, [*junk, str(tmp_path / "junk.json")])
+    assert bad.exit_code == 2 and "--probes:" in bad.output and "is not an `ops --json` table" in bad.output

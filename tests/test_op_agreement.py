@@ -74,3 +74,6 @@ def test_the_cli_diff_takes_the_zoo_results(tmp_path):
     empty.write_text(json.dumps({**json.loads((DOCS / "results-latest.json").read_text()), "cells": []}))
     bad = CliRunner().invoke(main, [*args, "--results", str(empty)])
     assert bad.exit_code == 2 and "no cells of qnn-2.47 and qnn-2.51" in bad.output
+    (tmp_path / "junk.json").write_text("{not json")
+    junk = CliRunner().invoke(main, [*args, "--results", str(tmp_path / "junk.json")])
+    assert junk.exit_code == 2 and junk.output.startswith("error: --results:") and "junk.json" in junk.output

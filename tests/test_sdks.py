@@ -138,6 +138,7 @@ def test_cli_sdk_list_and_path(cache):
     missing = runner.invoke(main, ["sdk", "path", "qnn-2.48"])
     assert missing.exit_code == 1
     assert "SDK qnn-2.48 is not installed (run: zoocompat sdk install qnn-2.48)" in missing.output
+    assert sdks.not_installed_reason("qnn-9.99").startswith("SDK qnn-9.99 is not a release this suite knows (qnn-2.47")
     unknown = runner.invoke(main, ["sdk", "path", "qnn-7.0"])
     assert unknown.exit_code == 2 and "unknown SDK" in unknown.output
 

@@ -455,7 +455,7 @@ def _model_findings(tables: list[dict], files: tuple[Path, ...]) -> list[dict]:
     before, after = tables
     try:
         loaded = [load_results(f) for f in files]
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ZoocompatError) as error:
         _fail(f"--results: {error}")
     if len(loaded) == 1:  # one file with both releases' cells
         both = loaded[0]
@@ -477,9 +477,12 @@ def _corpus(
 
     try:
         cases = corpora.cases(corpus, kinds.split(",") if kinds else corpora.KINDS, list(select), list(exclude))
+    except ValueError as error:
+        _fail(str(error))
+    try:
         probe_table = json.loads(probe_file.read_text()) if probe_file else None
     except (ValueError, OSError) as error:
-        _fail(str(error))
+        _fail(f"--probes: {probe_file} is not an `ops --json` table: {error}")
     if probe_table is not None and "ops" not in probe_table:
         _fail(f"--probes: {probe_file} is not an `ops --json` table (no 'ops' key)")
     command = " ".join(

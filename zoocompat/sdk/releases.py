@@ -306,7 +306,9 @@ def find(sdk: str, cache_root: Path | None = None) -> SdkEnv | None:
 
 
 def not_installed_reason(sdk: str) -> str:
-    """The words a cell and the CLI use for a release that is not installed."""
+    """The words a cell and the CLI use for a release that is not installed (or that no one knows)."""
+    if sdk not in RELEASES:
+        return f"SDK {sdk} is not a release this suite knows ({', '.join(RELEASES)}; `zoocompat sdk list`)"
     return f"SDK {sdk} is not installed (run: zoocompat sdk install {sdk})"
 
 
