@@ -441,13 +441,15 @@ def _catalog() -> list[Probe]:
 
 TOKENS = (1, 16, 64)  # transformer activations: 16 tokens of width 64
 TORCH, TF = "torch 17", "tf2onnx 17"  # the exporters (and opset) of plugins/frontends/pytorch.py and tensorflow.py
+TFLITE = "tflite 17"  # a .tflite file: tf2onnx from_tflite (plugins/frontends/tflite.py), where it differs from TF
 
 
 def pattern(name: str, source: str, op: str, inputs, nodes, consts=None) -> Probe:
     """A probe of a subgraph as an exporter emits it: row ``"<name> pattern [<source>]"``, ``op`` its key op.
 
     The graphs are what the frontends hand to the quantizer: ``torch.onnx.export`` (opset 17,
-    ``dynamo=False``) or tf2onnx (opset 17), then the frontends' onnxruntime basic-level fold
+    ``dynamo=False``), tf2onnx (opset 17) from TensorFlow, or tf2onnx's TFLite route for a
+    ``.tflite`` file (rows only where it differs), then the frontends' onnxruntime basic-level fold
     (``zoocompat.model.onnx_fold``), which turns constants into initializers, folds shape
     arithmetic, fuses MatMul+Add into Reshape-Gemm-Reshape and inlines HardSwish.
     tests/test_op_patterns.py exports the module each pattern stands for and checks the graph
@@ -465,6 +467,25 @@ def _gelu_erf(x: str, y: str = "y") -> list[Node]:
         Node("Add", ("g_erf", "one"), ("g_add",)),
         Node("Mul", (x, "g_add"), ("g_mul",)),
         Node("Mul", ("g_mul", "half"), (y,)),
+    ]
+
+
+def _keras_layer_norm() -> list[tuple]:
+    """keras LayerNormalization as tf2onnx writes it, up to ``xs = x * scale`` and ``shift = -mean * scale``:
+    moments as GlobalAveragePool over the last axis, ``scale = gamma / sqrt(var + eps)``.
+    """
+    return [
+        ("GlobalAveragePool", ("x",), ("mean",)),
+        ("Sub", ("x", "mean"), ("d",)),
+        ("Mul", ("d", "d"), ("d2",)),
+        ("GlobalAveragePool", ("d2",), ("var",)),
+        ("Add", ("var", "eps"), ("ve",)),
+        ("Sqrt", ("ve",), ("std",)),
+        ("Reciprocal", ("std",), ("inv",)),
+        ("Mul", ("inv", "gamma"), ("scale",)),
+        ("Mul", ("x", "scale"), ("xs",)),
+        ("Neg", ("mean",), ("neg",)),
+        ("Mul", ("neg", "scale"), ("shift",)),
     ]
 
 
@@ -577,21 +598,7 @@ def _patterns() -> list[Probe]:
             TF,
             "GlobalAveragePool",
             (In("x", TOKENS, low=-2.0, high=2.0),),
-            [
-                ("GlobalAveragePool", ("x",), ("mean",)),
-                ("Sub", ("x", "mean"), ("d",)),
-                ("Mul", ("d", "d"), ("d2",)),
-                ("GlobalAveragePool", ("d2",), ("var",)),
-                ("Add", ("var", "eps"), ("ve",)),
-                ("Sqrt", ("ve",), ("std",)),
-                ("Reciprocal", ("std",), ("inv",)),
-                ("Mul", ("inv", "gamma"), ("scale",)),
-                ("Mul", ("x", "scale"), ("xs",)),
-                ("Neg", ("mean",), ("neg",)),
-                ("Mul", ("neg", "scale"), ("shift",)),
-                ("Add", ("shift", "beta"), ("offset",)),
-                ("Add", ("xs", "offset")),
-            ],
+            [*_keras_layer_norm(), ("Add", ("shift", "beta"), ("offset",)), ("Add", ("xs", "offset"))],
             {"eps": _scalar(1e-5), "gamma": Rand((1, 1, 64), 0.5, 1.5), "beta": Rand((1, 1, 64), -0.5, 0.5)},
         ),
         pattern(
@@ -815,6 +822,35 @@ def _patterns() -> list[Probe]:
             ],
             {
                 "axis2": _i64(2),
+                "rows": _i64(1, 1, 2, 1, 1),
+                "shape_rows": _i64(1, 32, 16, 1, 8),
+                "cols": _i64(1, 1, 1, 2, 1),
+                "shape_out": _i64(1, 32, 32, 8),
+            },
+        ),
+        # --- .tflite files (bring your own zoo): where tf2onnx's TFLite route emits another graph than from TF
+        pattern(
+            "LayerNorm",  # keras.layers.LayerNormalization in a .tflite (beta 0 folded away by the TFLite converter)
+            TFLITE,
+            "GlobalAveragePool",
+            (In("x", TOKENS, low=-2.0, high=2.0),),
+            [*_keras_layer_norm(), ("Add", ("xs", "shift"))],
+            {"eps": _scalar(1e-5), "gamma": Rand((1, 1, 64), 0.5, 1.5)},
+        ),
+        pattern(
+            "UpSampling2D(nearest)",  # keras.layers.UpSampling2D(2) in a .tflite: Reshape-Tile twice
+            TFLITE,
+            "Tile",
+            (nhwc,),
+            [
+                ("Reshape", ("x", "shape_in"), ("u",)),
+                ("Tile", ("u", "rows"), ("tr",)),
+                ("Reshape", ("tr", "shape_rows"), ("r",)),
+                ("Tile", ("r", "cols"), ("tc",)),
+                ("Reshape", ("tc", "shape_out")),
+            ],
+            {
+                "shape_in": _i64(1, 16, 1, 16, 8),
                 "rows": _i64(1, 1, 2, 1, 1),
                 "shape_rows": _i64(1, 32, 16, 1, 8),
                 "cols": _i64(1, 1, 1, 2, 1),
