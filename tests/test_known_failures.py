@@ -182,6 +182,7 @@ def test_matrix_records_xfail_and_fails_an_xpass(tmp_path, card_dict):
         card_dict["source"].pop(key, None)
     card_dict["smoke"] = []
     (cards / "user_onet.yaml").write_text(yaml.safe_dump(card_dict))
+    (cards / "new_onet.yaml").write_text(yaml.safe_dump({**card_dict, "name": "new_onet"}))  # in no entry: NEW
     known = tmp_path / "kf.yaml"
     known.write_text(
         yaml.safe_dump(
@@ -194,10 +195,17 @@ def test_matrix_records_xfail_and_fails_an_xpass(tmp_path, card_dict):
         )
     )
     report = tmp_path / "report"
-    selection = ["--zoo-models", "mtcnn_onet,user_onet", "--backends", "cpu", "--precisions", "fp32"]
+    selection = ["--zoo-models", "mtcnn_onet,user_onet,new_onet", "--backends", "cpu", "--precisions", "fp32"]
     done = _pytest("-q", *selection, "--zoo", str(cards), "--zoo-report", str(report), "--known-failures", str(known))
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "1 failed" in done.stdout and "1 xfailed" in done.stdout
+    assert "2 failed" in done.stdout and "1 xfailed" in done.stdout
+    # the summary keeps the new failure apart from the known one and the fixed one, and says what exit 1 means
+    summary = done.stdout[done.stdout.index("zoocompat ====") :]
+    assert f"NEW failures: 1 (not accepted in `{known}`" in summary
+    assert "bad_input  new_onet-pytorch-cpu-fp32-none: " in summary
+    assert "known failures: 1 (xfail" in summary and "🟡 user_onet-pytorch-cpu-fp32-none [bad_input]" in summary
+    assert "known failures that passed: 1 (xpass" in summary and "🟢 mtcnn_onet-pytorch-cpu-fp32-none" in summary
+    assert "exit status 1: new failures" in summary
     assert f"fixed: remove this entry from {known} (entry 1: model=mtcnn_onet backend=cpu" in done.stdout
     cells = {c["model"]: c for c in json.loads((report / "results.json").read_text())["cells"]}
     assert cells["mtcnn_onet"]["status"] == "xpass" and cells["mtcnn_onet"]["metric"]["value"] > 0.9

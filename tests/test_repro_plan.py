@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.corpus.digits_linear import card, digits_runner
@@ -104,3 +105,90 @@ def test_repro_cli_writes_a_folder_that_reproduces_the_cell(failed, tmp_path):
     assert "REPRODUCED" in done.output and "NOT REPRODUCED" not in done.output  # the CLI ran the folder's script
     missing = CliRunner().invoke(main, ["repro", "nope-onnx-cpu-w4a8-ptq", "--results", str(results)])
     assert missing.exit_code == 1 and "Traceback" not in missing.output and "nope" in missing.output
+
+
+def _token_mlp(path, tokens: int = 16, width: int = 8, out: int = 12, shaped: bool = True):
+    """ViT's token MLP as onnxruntime's MatMul+Add fusion leaves it: ``[1, T, C]`` -> Reshape ``[T, C]`` -> Gemm
+    -> Reshape ``[1, T, D]``. ``shaped=False`` computes the reshape target at run time (Shape -> Gather ->
+    Concat) so shape inference cannot type the Gemm's input.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, out])
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((width, out)).astype(np.float32) / 3, "W"),
+        numpy_helper.from_array(rng.standard_normal(out).astype(np.float32), "B"),
+        numpy_helper.from_array(np.array([1, tokens, out], np.int64), "back"),
+        numpy_helper.from_array(np.array([tokens, width], np.int64), "flat"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+    ]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="act")]
+    if shaped:
+        nodes.append(helper.make_node("Reshape", ["r", "flat"], ["gemm_input_reshape_arg"], name="flatten"))
+    else:  # [tokens, -1] from the input's own shape: its value is unknown until run time
+        nodes += [
+            helper.make_node("Shape", ["r"], ["r_shape"], name="shape"),
+            helper.make_node("Gather", ["r_shape", "one"], ["t"], name="tokens", axis=0),
+            helper.make_node("Concat", ["t", "minus_one"], ["target"], name="target", axis=0),
+            helper.make_node("Reshape", ["r", "target"], ["gemm_input_reshape_arg"], name="flatten"),
+        ]
+    nodes += [
+        helper.make_node("Gemm", ["gemm_input_reshape_arg", "W", "B"], ["g"], name="MatMulAddFusion"),
+        helper.make_node("Reshape", ["g", "back"], ["y"], name="unflatten"),
+    ]
+    graph = helper.make_graph(nodes, "token_mlp", [x], [y], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("shaped", [True, False], ids=["inferred-shape", "shape-unknown-until-run"])
+def test_a_node_after_a_token_reshape_is_cut_and_fed_per_sample(tmp_path, shaped):
+    """Issue 20: the Gemm after a ``[16, C]`` Reshape, cut alone with its Q/DQ from a real QDQ model (onnxruntime
+    quantize_static, 16-bit activations), is fed its tokens per sample (not a batch of 1) and on the CPU EP
+    gives what the full model computes there.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from zoocompat.diagnose.first_bad import run_cpu, with_outputs
+    from zoocompat.diagnose.repro_plan import _node_alone
+
+    fp32, qdq = tmp_path / "mlp.onnx", tmp_path / "mlp_qdq.onnx"
+    _token_mlp(fp32, shaped=shaped)
+    batch = {"x": np.random.default_rng(1).standard_normal((4, 16, 8)).astype(np.float32)}  # 4 samples
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.samples = iter([{"x": batch["x"][i : i + 1]} for i in range(4)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    quantize_static(
+        str(fp32),
+        str(qdq),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt16,
+        weight_type=QuantType.QUInt8,
+    )
+    import onnx
+
+    model = onnx.load(str(qdq))
+    index = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Gemm")
+    sub, inputs, expected = _node_alone(model, index, batch, tmp_path / "gemm_alone.onnx")
+    assert [n.op_type for n in sub.graph.node].count("Gemm") == 1 and "Reshape" not in {
+        n.op_type for n in sub.graph.node
+    }
+    assert {name: value.shape for name, value in inputs.items()} == {"gemm_input_reshape_arg": (4, 16, 8)}
+    (declared,) = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in sub.graph.input]
+    assert declared == [16, 8]  # one sample's tokens: the CPU run and repro.py split the batch by this rank
+    gemm_out = sub.graph.output[0].name
+    full = run_cpu(with_outputs(model, [gemm_out]), batch, optimize=False)[gemm_out]
+    assert expected[gemm_out].shape == full.shape == (4, 16, 12)
+    np.testing.assert_allclose(expected[gemm_out], full, rtol=0, atol=1e-6)
+    # the saved cut model runs alone on the CPU EP, sample by sample, as the repro folder's script feeds it
+    again = run_cpu(str(tmp_path / "gemm_alone.onnx"), inputs, optimize=False)[gemm_out]
+    np.testing.assert_array_equal(again, expected[gemm_out])

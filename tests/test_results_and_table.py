@@ -9,13 +9,14 @@ import pytest
 from zoocompat.report.results import (
     CellRecord,
     Coverage,
+    Diagnosis,
     MetricResult,
     ReportDir,
     ResultsError,
     RunInfo,
     load_results,
 )
-from zoocompat.report.table import render_csv, render_markdown, summary_line
+from zoocompat.report.table import render_csv, render_markdown, run_summary, summary_line
 
 
 def _record(**overrides) -> CellRecord:
@@ -94,6 +95,38 @@ def test_markdown_table_shows_fallback_and_drop(tmp_path):
     assert "QNN core 2.51.0" in text
     assert render_csv(results).count("\n") == 3
     assert summary_line(results) == "2 cells: 1 fail, 1 pass; 1 passed with CPU fallback"
+
+
+def test_run_summary_keeps_new_failures_apart_from_known_ones():
+    """The end of a matrix run: NEW failures (fail, error) with their reason and first bad layer, then known
+    ones (xfail), fixed ones (xpass), inconclusive and passed cells, and what the exit status means.
+    """
+    from zoocompat.report.results import Results
+
+    cells = [
+        _record(),
+        _record(id="a-onnx-htp-w8a16-ptq", model="a", precision="w8a16", status="fail", category="accuracy",
+                reason="top1 dropped 21.0 points", diagnosis=Diagnosis(summary="Gemm 'qkv' at -1.0 dB")),
+        _record(id="b-onnx-htp-w8a8-ptq", model="b", status="error", category="crash", reason="segfault"),
+        _record(id="c-onnx-htp-w8a8-ptq", model="c", status="xfail", category="accuracy", reason="known"),
+        _record(id="d-onnx-htp-w8a8-ptq", model="d", status="xpass", reason="fixed: remove this entry"),
+        _record(id="e-onnx-htp-w8a8-ptq", model="e", status="inconclusive", reason="straddles"),
+    ]  # fmt: skip
+    lines = run_summary(Results(run=RunInfo(), cells=cells), known_file="zoo/known_failures.yaml", exitstatus=1)
+    text = "\n".join(lines)
+    assert lines[0] == summary_line(Results(run=RunInfo(), cells=cells))
+    assert "NEW failures: 2 (not accepted in `zoo/known_failures.yaml`" in text
+    assert "a-onnx-htp-w8a16-ptq: top1 dropped 21.0 points\n      first bad layer: Gemm 'qkv' at -1.0 dB" in text
+    assert "b-onnx-htp-w8a8-ptq: segfault" in text
+    assert "known failures: 1 (xfail" in text and "🟡 c-onnx-htp-w8a8-ptq [accuracy]" in text
+    assert "known failures that passed: 1 (xpass: remove their entries" in text
+    assert "inconclusive: 1 (" in text and "passed: 1 (1 with CPU fallback)" in text
+    assert lines[-1].startswith("exit status 1: new failures")
+    clean = run_summary(Results(run=RunInfo(), cells=[cells[0], cells[3]]), exitstatus=0)
+    assert "NEW failures: none" in clean and "known failures: 1 (xfail: failed as an entry of the known-failures" in (
+        "\n".join(clean)
+    )
+    assert clean[-1].startswith("exit status 0: no new failures")
 
 
 def test_json_schema_in_docs_is_current():

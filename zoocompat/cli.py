@@ -724,11 +724,12 @@ def repro(
         write_repro(case, out, command=f"zoocompat repro {record.id} --results {results_path}{zoo}{also} --out {out}")
         shutil.rmtree(work, ignore_errors=True)
     except ZoocompatError as error:
-        _fail(str(error), 1)
+        _fail(" ".join(str(error).split()), 1)
     except Exception as error:  # a bug in cutting the repro: one line that says so, never a traceback
+        said = " ".join(str(error).split())  # onnxruntime's messages span lines
         _fail(
-            f"repro of {cell_id} failed while cutting the model: {type(error).__name__}: {error}; the cell's "
-            "record is unchanged; please report this with the record",
+            f"repro of {cell_id} failed while cutting the model: {type(error).__name__}: {said[:600]}; the "
+            "cell's record is unchanged; please report this with the record",
             1,
         )
     click.echo(f"wrote {out}: {case.what}")

@@ -275,8 +275,9 @@ class Quantizer(Protocol):
         """
 
     def settings(self) -> dict[str, Any]:
-        """Optional. What shapes a QAT result besides the model, data and precision (epochs, learning rate,
-        :attr:`samples`); part of the QAT cache key, so changing one retrains. Default: ``{}``.
+        """Optional. What shapes a result besides the model, data, precision and technique (QAT's epochs,
+        learning rate and :attr:`samples`; how biases are exported); part of the quantize cache key, so
+        changing one re-quantizes (or retrains). Default: ``{}``.
         """
 
 

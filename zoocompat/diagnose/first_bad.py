@@ -47,6 +47,8 @@ __all__ = [
     "TensorPair",
     "activation_pairs",
     "backend_vs_cpu",
+    "cpu_calls",
+    "declare_input_shapes",
     "diagnose_cell",
     "diagnose_failure",
     "float_tensors",
@@ -214,15 +216,49 @@ def _feed(batch: dict[str, np.ndarray], index: int, ranks: dict[str, int]) -> di
     return {name: np.asarray(value) for name, value in sample(batch, index, ranks).items()}
 
 
-def run_cpu(model: Any, batch: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
-    """Run ``model`` (path or ModelProto) on the CPU EP one sample at a time; outputs with the sample axis first
-    (the batch convention of :mod:`zoocompat.api.samples`).
+def cpu_calls(model: Any, batch: dict[str, np.ndarray], optimize: bool = True) -> tuple[list[str], list[list[Any]]]:
+    """Run ``model`` (path or ModelProto) on the CPU EP one sample at a time: its output names and, per
+    sample, the outputs that call gave (before :func:`~zoocompat.api.samples.collect` merges them).
     """
     session = _session(model, optimize)
     ranks = _ranks(session, batch)
     names = [o.name for o in session.get_outputs()]
-    calls = [session.run(names, _feed(batch, i, ranks)) for i in range(_samples(batch))]
+    return names, [session.run(names, _feed(batch, i, ranks)) for i in range(_samples(batch))]
+
+
+def run_cpu(model: Any, batch: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
+    """Run ``model`` (path or ModelProto) on the CPU EP one sample at a time; outputs with the sample axis first
+    (the batch convention of :mod:`zoocompat.api.samples`).
+    """
+    names, calls = cpu_calls(model, batch, optimize)
     return dict(zip(names, collect(calls), strict=True))
+
+
+def declare_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Declare graph inputs of ``model`` (in place) with the per-call shapes they are fed, where the model
+    says otherwise or nothing (no shape, a symbolic or unknown dim). A cut model's inputs are tensors inside
+    the full model; shape inference cannot always type them, and a batch is split by the model input's rank
+    (:func:`zoocompat.api.samples.sample`): without the true rank, a ``[16, C]`` tensor (ViT's tokens after
+    a flattening Reshape) would be fed as a batch of 1. Returns the names of the inputs it declared.
+    """
+    from onnx import helper
+
+    changed = []
+    for value in model.graph.input:
+        shape = shapes.get(value.name)
+        if shape is None or not value.type.HasField("tensor_type"):
+            continue
+        tensor = value.type.tensor_type
+        declared = (
+            tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+            if tensor.HasField("shape")
+            else None
+        )
+        if declared == tuple(shape):
+            continue
+        value.CopyFrom(helper.make_tensor_value_info(value.name, tensor.elem_type, list(shape)))
+        changed.append(value.name)
+    return changed
 
 
 def _sqnr(signal: float, noise: float) -> float | None:

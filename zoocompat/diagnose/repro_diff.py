@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api.errors import CellError
-from zoocompat.diagnose.first_bad import activation_pairs, float_tensors, no_context_cache, region_model, run_cpu
+from zoocompat.diagnose.first_bad import activation_pairs, float_tensors, no_context_cache, run_cpu
 from zoocompat.diagnose.repro import ReproCase, ReproError
-from zoocompat.diagnose.repro_plan import feed_values, setup
+from zoocompat.diagnose.repro_plan import cut_and_feed, setup
 from zoocompat.report.results import CellRecord
 from zoocompat.verdict.stats import sqnr_db
 
@@ -109,8 +109,7 @@ class _Search:
         """The region's model, fed from the full model, its CPU reference, and where it is saved."""
         import onnx
 
-        sub, feeds = region_model(self.model, region)
-        inputs = feed_values(self.model, feeds, self.batch)
+        sub, inputs = cut_and_feed(self.model, region, self.batch)
         path = self.work / f"region_{self.checks}.onnx"
         onnx.save(sub, str(path))
         return sub, inputs, run_cpu(sub, inputs, optimize=False), path

@@ -20,6 +20,7 @@ the functions.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,16 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api.registry import registry
+from zoocompat.api.samples import collect
 from zoocompat.diagnose.first_bad import (
     activation_pairs,
+    cpu_calls,
+    declare_input_shapes,
     diagnose_failure,
     float_tensors,
     no_context_cache,
-    node_model,
     prefix_model,
+    region_model,
     run_cpu,
     with_outputs,
 )
@@ -41,7 +45,7 @@ from zoocompat.diagnose.repro import DEFAULT_SAMPLES, ReproCase, ReproError
 from zoocompat.report.results import CellRecord, LayerFinding
 from zoocompat.verdict.stats import sqnr_db
 
-__all__ = ["plan_repro", "problem_kind"]
+__all__ = ["cut_and_feed", "feed_values", "plan_repro", "problem_kind"]
 
 Graph = tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]  # (onnx.ModelProto, inputs, expected outputs)
 
@@ -88,19 +92,51 @@ def plan_repro(
     return _plan_case(runner, cell, record, kind, samples, work)
 
 
-def feed_values(model: Any, feeds: list[str], batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Values of tensors ``feeds`` of ``model`` on ``batch`` (graph inputs straight from the batch)."""
+def feed_values(
+    model: Any, feeds: list[str], batch: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
+    """Values of tensors ``feeds`` of ``model`` on ``batch`` (graph inputs straight from the batch), with the
+    sample axis first as :func:`~zoocompat.api.samples.collect` merges them. ``shapes``, when given, is
+    filled with each inner tensor's shape in one call (one sample), for :func:`cut_and_feed`.
+
+    Raises :class:`ReproError` when a tensor's shape differs from sample to sample (one repro graph
+    cannot be fed it; ``--samples 1`` can).
+    """
     inner = [f for f in feeds if f not in batch]
-    values = run_cpu(with_outputs(model, inner), batch, optimize=False) if inner else {}
+    values: dict[str, np.ndarray] = {}
+    if inner:
+        names, calls = cpu_calls(with_outputs(model, inner), batch, optimize=False)
+        for k, name in enumerate(names):
+            seen = sorted({tuple(np.shape(call[k])) for call in calls})
+            if len(seen) > 1:
+                raise ReproError(
+                    f"tensor {name!r} has a different shape per sample ({', '.join(map(str, seen[:4]))}): a cut "
+                    "graph fed from the full model needs one shape; run repro with --samples 1"
+                )
+            if shapes is not None and seen:
+                shapes[name] = seen[0]
+        values = dict(zip(names, collect(calls), strict=True))
     return {f: (batch[f] if f in batch else values[f]) for f in feeds}
+
+
+def cut_and_feed(model: Any, node_indices: Iterable[int], batch: dict[str, np.ndarray]) -> tuple[Any, dict]:
+    """Nodes ``node_indices`` of ``model`` with their Q/DQ (:func:`~zoocompat.diagnose.first_bad.region_model`)
+    and the values the full model feeds them on ``batch``; each input is declared with the shape it has in one
+    call, so the cut model, the CPU run of it and the repro folder's script split the batch by its true rank
+    (an intermediate tensor's first dim need not be a batch dim of 1: ViT's ``[16, C]`` tokens).
+    """
+    sub, feeds = region_model(model, node_indices)
+    shapes: dict[str, tuple[int, ...]] = {}
+    inputs = feed_values(model, feeds, batch, shapes)
+    declare_input_shapes(sub, shapes)
+    return sub, inputs
 
 
 def _node_alone(model: Any, index: int, batch: dict[str, np.ndarray], path: Path) -> Graph:
     """Node ``index`` alone with its Q/DQ, fed what the full model gives it on ``batch``; saved to ``path``."""
     import onnx
 
-    sub, feeds = node_model(model, index)
-    inputs = feed_values(model, feeds, batch)
+    sub, inputs = cut_and_feed(model, [index], batch)
     onnx.save(sub, str(path))
     return sub, inputs, run_cpu(sub, inputs, optimize=False)
 

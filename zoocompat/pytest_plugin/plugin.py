@@ -30,7 +30,7 @@ from zoocompat.pytest_plugin import live
 from zoocompat.pytest_plugin.collect import collect_shipped_matrix, is_matrix_path
 from zoocompat.pytest_plugin.shard import SHARD_BY, ShardError, load_durations, parse_shard
 from zoocompat.report.results import ReportDir, RunInfo, load_results, now, write_atomic
-from zoocompat.report.table import render_markdown, summary_line
+from zoocompat.report.table import render_markdown, run_summary
 from zoocompat.run.matrix import Cell, Selection, build_cells
 
 DEFAULT_REPORT = "reports/latest"
@@ -608,7 +608,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     results = report.merge()
     (report.root / "support.md").write_text(render_markdown(results), encoding="utf-8")
-    config._zoocompat_summary = (summary_line(results), report.root)  # type: ignore[attr-defined]
+    config._zoocompat_summary = (results, report.root)  # type: ignore[attr-defined]
     try:
         from zoocompat.report.html import render_html
 
@@ -618,13 +618,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """Print where the report is and what it says."""
+    """Print what the run found (new failures apart from known ones, inconclusive, passed), what its exit
+    status means, and where the report is.
+    """
     summary = getattr(config, "_zoocompat_summary", None)
     if not summary:
         return
-    line, root = summary
+    results, root = summary
+    known_file, _ = getattr(config, "_zoocompat_known", (None, None))
     terminalreporter.section("zoocompat")
-    terminalreporter.write_line(line)
+    for line in run_summary(results, known_file=str(known_file) if known_file else None, exitstatus=exitstatus):
+        terminalreporter.write_line(line)
     terminalreporter.write_line(f"results: {os.path.join(root, 'results.json')}")
     terminalreporter.write_line(f"table:   {os.path.join(root, 'support.md')}")
     html_error = getattr(config, "_zoocompat_html_error", None)

@@ -193,3 +193,70 @@ def summary_line(results: Results, registry: Registry | None = None) -> str:
     partial = sum(1 for c in results.cells if c.status == "pass" and is_partial(c, registry))
     parts = [f"{n} {status}" for status, n in sorted(counts.items())]
     return f"{len(results.cells)} cells: " + ", ".join(parts) + f"; {partial} passed with CPU fallback"
+
+
+#: What each pytest exit status of a matrix run means (the summary's last line).
+EXIT_MEANING = {
+    0: "no new failures: every cell passed, failed as a known failure (xfail), was inconclusive or was not run",
+    1: "new failures: a cell failed, errored or passed as a known failure (xpass), or a card did not load",
+    2: "interrupted: the summary covers the cells that finished",
+    3: "internal error in pytest or a plugin",
+    4: "usage error (bad option or card selection): no cell ran",
+    5: "no cells selected",
+}
+
+
+def _one_line(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_summary(
+    results: Results,
+    registry: Registry | None = None,
+    known_file: str | None = None,
+    exitstatus: int | None = None,
+) -> list[str]:
+    """The end of a matrix run for the terminal: the counts line (:func:`summary_line`), then NEW failures
+    (fail / error: in no known-failures entry, or failing with another category than the entry's) apart
+    from KNOWN ones (xfail), known failures that passed (xpass), inconclusive and passed cells, and what
+    the exit status means.
+
+    ``known_file`` names the known-failures file the session matched (None: several or none).
+    """
+    known = f"`{known_file}`" if known_file else "the known-failures files"
+    by: dict[str, list[CellRecord]] = {}
+    for c in results.cells:
+        by.setdefault(c.status, []).append(c)
+    new = by.get("fail", []) + by.get("error", [])
+    lines = [summary_line(results, registry)]
+    if new or results.card_errors:
+        lines.append(f"NEW failures: {len(new)} (not accepted in {known}; each fails the run until fixed or diagnosed)")
+        for c in sorted(new, key=lambda c: c.id):
+            lines.append(f"  {cell_text(c, registry)}  {c.id}: {_one_line(c.reason)}")
+            if c.diagnosis is not None and (c.diagnosis.summary or c.diagnosis.error):
+                lines.append(f"      first bad layer: {_one_line(c.diagnosis.summary or c.diagnosis.error or '')}")
+        for refused in results.card_errors:
+            lines.append(f"  card that does not load: {refused.card}: {_one_line(refused.error)}")
+    else:
+        lines.append("NEW failures: none")
+    xfail = by.get("xfail", [])
+    lines.append(
+        f"known failures: {len(xfail)} (xfail: failed as an entry of {known} expects; they do not fail the run)"
+    )
+    lines += [f"  {SYMBOL['xfail']} {c.id} [{c.category}]" for c in sorted(xfail, key=lambda c: c.id)]
+    xpass = by.get("xpass", [])
+    if xpass:
+        lines.append(f"known failures that passed: {len(xpass)} (xpass: remove their entries from {known})")
+        lines += [f"  {SYMBOL['xpass']} {c.id}" for c in sorted(xpass, key=lambda c: c.id)]
+    open_ = by.get("inconclusive", [])
+    lines.append(
+        f"inconclusive: {len(open_)} (too few samples to tell pass from fail at the tolerance; they do not fail "
+        "the run; a larger --max-evaluation or --evaluation-budget decides them)"
+    )
+    partial = sum(1 for c in by.get("pass", []) if is_partial(c, registry))
+    lines.append(f"passed: {len(by.get('pass', []))} ({partial} with CPU fallback); not run: {len(by.get('skip', []))}")
+    if exitstatus is not None:
+        meaning = EXIT_MEANING.get(int(exitstatus), "see pytest's exit codes")
+        lines.append(f"exit status {int(exitstatus)}: {meaning}")
+    return lines

@@ -431,9 +431,12 @@ class CellRunner:
         )
 
     def _quantizer_key(self, card: Card, technique: str) -> tuple[Any, ...]:
-        """The quantizer a technique uses, and its settings where it declares them (QAT's budget)."""
+        """The quantizer a technique uses, and its settings where it declares them (QAT's budget, how
+        aimet_onnx exports biases): changing one re-quantizes.
+        """
         if technique != "qat":
-            return (card.quantizer,)
+            settings = optional(self.registry.get("quantizer", card.quantizer), "settings")
+            return (card.quantizer, settings()) if settings else (card.quantizer,)
         quantizer = self.qat_quantizer(card)
         settings = optional(quantizer, "settings")
         return (quantizer.name, settings() if settings else {})
