@@ -348,5 +348,45 @@ def test_biases_are_int32_at_input_times_weight_scale(cnn, tmp_path, precision):
         assert dq.op_type == "DequantizeLinear", f"{node.name}: float bias"
         assert inits[dq.input[0]].dtype == np.int32
         np.testing.assert_allclose(scale(node.input[2]), scale(node.input[0]) * scale(node.input[1]), rtol=1e-5)
-    assert result.report["steps"] and AimetOnnxQuantizer().settings() == {"bias": "int32"}
+    assert result.report["steps"] and AimetOnnxQuantizer().settings()["bias"] == "int32"
+    assert _sqnr(_run(path, samples), _run(result.qdq_onnx, samples)) > 15
+
+
+def test_a_bias_shared_by_two_convs_gets_one_int32_encoding_per_conv(tmp_path):
+    """A TFLite model folded to ONNX can share one bias tensor among depthwise convs (blazeface, face_mesh); an
+    int32 bias is scaled by its own conv's input and weight scales, so AIMET refuses to export a shared one.
+    The quantizer gives each conv its own copy first: both biases come out int32, each at its conv's scales.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    weights = {
+        "w1": rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32),
+        "w2": rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32),
+        "b": rng.normal(0, 0.1, 4).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w1", "b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+            helper.make_node("Conv", ["r1", "w2", "b"], ["output"], name="conv2", pads=[1, 1, 1, 1], group=4),
+        ],
+        "shared_bias",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "shared.onnx"
+    onnx.save(model, str(path))
+    samples = [{"input": rng.random((1, 1, 8, 8), dtype=np.float32)} for _ in range(8)]
+    result = AimetOnnxQuantizer().quantize(path, samples, "w8a8", "ptq", tmp_path / "out")
+    qdq = onnx.load(str(result.qdq_onnx))
+    inits = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}
+    made = {out: node for node in qdq.graph.node for out in node.output}
+    biases = [made[n.input[2]] for n in qdq.graph.node if n.op_type == "Conv"]
+    assert len(biases) == 2 and biases[0].output[0] != biases[1].output[0]
+    assert all(dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int32 for dq in biases)
     assert _sqnr(_run(path, samples), _run(result.qdq_onnx, samples)) > 15

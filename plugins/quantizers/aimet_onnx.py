@@ -282,7 +282,7 @@ class AimetOnnxQuantizer:
 
     def settings(self) -> dict[str, Any]:
         """What shapes the result besides the model, data, precision and technique (part of the cache key)."""
-        return {"bias": BIAS}
+        return {"bias": BIAS, "shared_initializers": "duplicated"}
 
     def quantize(
         self,
@@ -339,6 +339,10 @@ class AimetOnnxQuantizer:
         unnamed = [node for node in model.graph.node if not node.name]
         for index, node in enumerate(unnamed):  # AIMET's BN fold and CLE silently skip nodes without names
             node.name = f"zoocompat_{node.op_type}_{index}"
+        if BIAS == "int32":  # an int32 bias is scaled by its own layer's input and weight scales: one user each
+            from aimet_onnx.utils import duplicate_shared_initializers
+
+            duplicate_shared_initializers(model.graph)  # a folded TFLite model shares one bias among convs
 
         out_dir.mkdir(parents=True, exist_ok=True)
         qdq_path, enc_path = out_dir / QDQ_NAME, out_dir / ENCODINGS_NAME
