@@ -390,3 +390,42 @@ def test_a_bias_shared_by_two_convs_gets_one_int32_encoding_per_conv(tmp_path):
     assert len(biases) == 2 and biases[0].output[0] != biases[1].output[0]
     assert all(dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int32 for dq in biases)
     assert _sqnr(_run(path, samples), _run(result.qdq_onnx, samples)) > 15
+
+
+def test_an_int32_bias_outside_conv_and_gemm_goes_back_to_float():
+    """QNN takes an int32 bias only inside a Conv / Gemm node unit: an LSTM's int32 bias became a standalone
+    Dequantize that the HTP rejects (silero_vad fell back at w8a8, the dsp contract refused it). Such a bias is
+    written back as the float constant it stands for; a Conv's stays int32.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    from zoocompat_plugins.quantizers.aimet_onnx import INT32_BIAS_OPS, _float_biases_outside
+
+    q = np.array([[100, -200, 300, 0]], np.int32)
+    constants = {
+        "w": np.ones((4, 1, 1, 1), np.float32),
+        "b_conv_q": np.array([5, 6, 7, 8], np.int32),
+        "b_conv_scale": np.array([0.5, 0.25, 0.125, 1.0], np.float32),
+        "b_q": q,
+        "b_scale": np.array(0.01, np.float32),
+        "zero": np.array(0, np.int32),
+        "zeros4": np.zeros(4, np.int32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("DequantizeLinear", ["b_conv_q", "b_conv_scale", "zeros4"], ["b_conv"], axis=0),
+            helper.make_node("Conv", ["x", "w", "b_conv"], ["c"], group=4),
+            helper.make_node("DequantizeLinear", ["b_q", "b_scale", "zero"], ["b"]),
+            helper.make_node("Flatten", ["c"], ["f"]),
+            helper.make_node("Add", ["f", "b"], ["y"]),
+        ],
+        "bias",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert _float_biases_outside(model, INT32_BIAS_OPS) == ["b"]
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    np.testing.assert_allclose(inits["b"], q.astype(np.float32) * 0.01)
+    assert "b_q" not in inits and inits["b_conv_q"].dtype == np.int32  # the Conv's bias stays int32
+    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear", "Conv", "Flatten", "Add"]

@@ -70,6 +70,8 @@ SEQMSE_CANDIDATES = 20
 #: encodings 2.0.0), the HTP quantizes a fused Gemm's bias itself: vit_mnist at w8a16 fell to top-1 0.21,
 #: the qkv Gemm at -1 dB against the CPU run of the same QDQ model (docs/known-failures.md).
 BIAS = "int32"
+#: the ops QNN takes an int32 bias in (inside their node unit); other ops' biases stay float
+INT32_BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
 QDQ_NAME = "model_qdq.onnx"
 ENCODINGS_NAME = "model.encodings"
 
@@ -160,6 +162,7 @@ def write_qdq(model_path: Path, encodings: dict[str, Any], out: Path) -> dict[st
 
     qdq = encodings_to_onnx_qdq(str(model_path), encodings)
     stale = _drop_stale_typed_data(qdq)
+    floated = _float_biases_outside(qdq, INT32_BIAS_OPS)
     onnx.checker.check_model(qdq)
     onnx.save(qdq, str(out))
     ops = [node.op_type for node in qdq.graph.node]
@@ -169,7 +172,52 @@ def write_qdq(model_path: Path, encodings: dict[str, Any], out: Path) -> dict[st
     }
     if stale:
         written["stale_tensors_fixed_in_qdq"] = stale
+    if floated:
+        written["int32_biases_kept_float"] = floated
     return written
+
+
+def _float_biases_outside(model: Any, ops: tuple[str, ...]) -> list[str]:
+    """Turn each int32 ``DequantizeLinear`` of a constant that feeds an op outside ``ops`` back into the float
+    constant it stands for (in place); return the tensors so restored.
+
+    QNN takes an int32 bias only inside a Conv / Gemm node unit. An int32 bias of another op (an LSTM's ``B``)
+    becomes a standalone Dequantize, which the HTP rejects (error 3110): silero_vad's LSTM fell back to the
+    CPU at w8a8, and the dsp contract refused the model.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    constants = {init.name: init for init in graph.initializer}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    restored, kept = [], []
+    for node in graph.node:
+        source = constants.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        users = consumers.get(node.output[0], [])
+        if source is None or source.data_type != TensorProto.INT32 or all(op in ops for op in users):
+            kept.append(node)
+            continue
+        value = numpy_helper.to_array(source).astype(np.float64)
+        scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float64)
+        zero = numpy_helper.to_array(constants[node.input[2]]).astype(np.float64) if len(node.input) > 2 else 0.0
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if np.ndim(scale) == 1 and np.size(scale) > 1:  # per-axis: along ``axis``
+            shape = [1] * value.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        graph.initializer.append(numpy_helper.from_array(((value - zero) * scale).astype(np.float32), node.output[0]))
+        restored.append(node.output[0])
+    if restored:
+        del graph.node[:]
+        graph.node.extend(kept)
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        live = [init for init in graph.initializer if init.name in read]
+        del graph.initializer[:]
+        graph.initializer.extend(live)
+    return restored
 
 
 def _graph_inputs(model: Any) -> dict[str, tuple[np.dtype, list[int | None]]]:
@@ -282,7 +330,7 @@ class AimetOnnxQuantizer:
 
     def settings(self) -> dict[str, Any]:
         """What shapes the result besides the model, data, precision and technique (part of the cache key)."""
-        return {"bias": BIAS, "shared_initializers": "duplicated"}
+        return {"bias": BIAS, "int32_bias_ops": list(INT32_BIAS_OPS), "shared_initializers": "duplicated"}
 
     def quantize(
         self,
