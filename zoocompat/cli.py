@@ -374,8 +374,9 @@ def ops(
             _fail(f"--diff needs two files written by `zoocompat ops --json`: {error}")
         if not all(isinstance(t, dict) and "ops" in t for t in tables):
             _fail(f"--diff: {diff[0]} or {diff[1]} is not an `ops --json` table (no 'ops' key)")
-        models = _model_findings(tables, results_files) if results_files else None
-        changes = ops_table.diff_tables(*tables, models=models)
+        changes = ops_table.diff_tables(*tables)
+        if results_files:
+            changes["models"] = _model_findings(tables, changes, results_files)
         corpus_diff = "corpus" in tables[0]
         text = ops_table.render_diff_markdown(
             changes, "ONNX corpus changes" if corpus_diff else None, "case" if corpus_diff else "probe"
@@ -446,9 +447,10 @@ def _emit_table(result: dict, command: str, md_file: Path | None, as_json: bool,
     click.echo(f"{result['run']['results']} {noun} runs in {result['run']['seconds']} s")
 
 
-def _model_findings(tables: list[dict], files: tuple[Path, ...]) -> list[dict]:
-    """The gate's coverage regressions in ``files`` between the two tables' releases, held against probes."""
-    from zoocompat.diagnose.ops import diff_tables
+def _model_findings(tables: list[dict], changes: dict, files: tuple[Path, ...]) -> list[dict]:
+    """The gate's coverage regressions in ``files`` between the two tables' releases, held against the probe
+    regressions of their diff ``changes``.
+    """
     from zoocompat.gate.agreement import coverage_regressions, explain
     from zoocompat.report.results import load_results
 
@@ -466,7 +468,7 @@ def _model_findings(tables: list[dict], files: tuple[Path, ...]) -> list[dict]:
         _fail(f"--results: no cells of {before.get('sdk')} and {after.get('sdk')} in {', '.join(map(str, files))}")
     found = coverage_regressions(*loaded)
     found = [f for f in found if f["backend"] == after.get("backend")]
-    return explain(diff_tables(before, after), found, {**before.get("probes", {}), **after.get("probes", {})})
+    return explain(changes, found, {**before.get("probes", {}), **after.get("probes", {})})
 
 
 def _corpus(

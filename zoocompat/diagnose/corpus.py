@@ -105,12 +105,20 @@ class Case:
     model_path: Path
 
     @cached_property
+    def _shipped(self):
+        """The model file as the corpus ships it (read once)."""
+        import onnx
+
+        return onnx.load(str(self.model_path))
+
+    @cached_property
     def model(self):
         """The case's model as run: light models with their ``ConstantOfShape`` weights folded."""
         import onnx
         from onnx import version_converter
 
-        model = onnx.load(str(self.model_path))
+        model = onnx.ModelProto()
+        model.CopyFrom(self._shipped)
         _constant_weights(model)
         if self.kind == "light":
             _fold_fills(model)
@@ -121,18 +129,15 @@ class Case:
                 return model
         return model
 
-    @cached_property
+    @property
     def opset(self) -> int:
         """The case's ``ai.onnx`` opset as shipped."""
-        import onnx
-
-        stored = onnx.load(str(self.model_path), load_external_data=False)
-        return max((o.version for o in stored.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        return _ai_onnx_opset(self._shipped)
 
     @property
     def run_opset(self) -> int:
         """The opset the case runs at: :data:`~zoocompat.diagnose.op_probes.BASE_OPSET` when upgraded."""
-        return max((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        return _ai_onnx_opset(self.model)
 
     @cached_property
     def graph_inputs(self) -> list[Any]:
@@ -202,6 +207,10 @@ class Case:
         return feeds
 
 
+def _ai_onnx_opset(model) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
 def _casts_to_double(node) -> bool:
     return node.op_type == "Cast" and any(a.name == "to" and a.i == _DOUBLE for a in node.attribute)
 
@@ -268,8 +277,7 @@ def cases(
     """The corpus's cases of ``kinds``, those matching any ``select`` glob (or all) and no ``exclude`` glob.
 
     A case's full name selects that case alone, a glob by glob, anything else as a substring (like ``pytest
-    -k``). Raises ``ValueError`` for
-    an unknown corpus or kind, and when the selection is empty.
+    -k``). Raises ``ValueError`` for an unknown corpus or kind, and when the selection is empty.
     """
     if corpus not in CORPORA:
         raise ValueError(f"no corpus {corpus!r}; known: {', '.join(CORPORA)}")
