@@ -626,9 +626,13 @@ def _cell(table: dict[str, Any], case: str, precision: str) -> str:
     own, expected, equal = get("sqnr_db"), get("expected_sqnr_db"), get("equal")
     shown = []
     if own is not None or expected is not None:
-        left = "exact" if own == "exact" else f"{own:.0f}" if isinstance(own, (int, float)) else "–"
-        right = f"{expected:.0f} dB" if isinstance(expected, (int, float)) else "– dB"
-        shown.append(f"{left} / {right}")
+        unit = " dB" if any(isinstance(v, (int, float)) for v in (own, expected)) else ""
+        shown.append(f"{_db(own)} / {_db(expected)}{unit}")
     if equal is not None:
         shown.append("=" if equal else "≠")
     return text + (" " + ", ".join(shown) if shown else "")
+
+
+def _db(value: Any) -> str:
+    """An SQNR cell value: ``exact`` (bit-identical), whole dB, or ``–`` (none)."""
+    return "exact" if value == "exact" else f"{value:.0f}" if isinstance(value, (int, float)) else "–"
