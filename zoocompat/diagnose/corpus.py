@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 
 from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.protocols import optional
 from zoocompat.diagnose import op_probes, ops
 from zoocompat.verdict.stats import sqnr_db
 
@@ -391,10 +390,7 @@ def run_case(case: Case, precision: str, backend: Any, sdk: str | None, workdir:
         stage = "reference"
         (reference,) = op_probes.cpu_runs(model_path, [case.inputs])
         stage = "compile"
-        compiled = backend.compile(model_path, precision, sdk, workdir / "run")
-        limit = optional(compiled, "timeout_s")
-        if limit is not None:
-            compiled.timeout_s = min(limit, ops.PROBE_TIMEOUT_S)
+        compiled = ops.compile_capped(backend, model_path, precision, sdk, workdir)
         stage = "run"
         result = compiled.run({k: v[None] for k, v in case.inputs.items()})
     except Exception as error:  # a backend's CellError, or the quantizer or CPU reference failing on this case
@@ -427,10 +423,7 @@ def run_case(case: Case, precision: str, backend: Any, sdk: str | None, workdir:
     if case.float64 and record["verdict"] in ("fallback", "error"):
         record["reasons"] = [_FLOAT64_ADVICE] + record["reasons"]
         record["verdict"] = "unsupported_dtype"
-    for bulky in workdir.rglob("*.npz"):
-        bulky.unlink()
-    record["seconds"] = round(time.perf_counter() - start, 3)
-    return record
+    return ops.finish(record, workdir, start)
 
 
 def run_corpus(

@@ -162,10 +162,7 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
         stage = "reference"
         reference = op_probes.cpu_reference(model_path, inputs)
         stage = "compile"
-        compiled = backend.compile(model_path, precision, sdk, workdir / "run")
-        limit = optional(compiled, "timeout_s")
-        if limit is not None:  # a model without a limit the core can change runs as it is
-            compiled.timeout_s = min(limit, PROBE_TIMEOUT_S)
+        compiled = compile_capped(backend, model_path, precision, sdk, workdir)
         stage = "run"
         result = compiled.run(inputs)
     except Exception as error:  # a backend's CellError, or the quantizer or CPU reference failing on this op
@@ -182,6 +179,22 @@ def probe_once(probe: Any, precision: str, backend: Any, sdk: str | None, workdi
             compile_s=round(result.compile_s, 3),
             **comparison,
         )
+    return finish(record, workdir, start)
+
+
+def compile_capped(backend: Any, model_path: Path, precision: str, sdk: str | None, workdir: Path) -> Any:
+    """``backend.compile`` of a probe or corpus case into ``workdir/run``, its run capped at
+    :data:`PROBE_TIMEOUT_S` (a model without a limit the core can change runs as it is).
+    """
+    compiled = backend.compile(model_path, precision, sdk, workdir / "run")
+    limit = optional(compiled, "timeout_s")
+    if limit is not None:
+        compiled.timeout_s = min(limit, PROBE_TIMEOUT_S)
+    return compiled
+
+
+def finish(record: dict[str, Any], workdir: Path, start: float) -> dict[str, Any]:
+    """``record`` with its time since ``start``, the bulky sample files of ``workdir`` removed."""
     for bulky in workdir.rglob("*.npz"):
         bulky.unlink()
     record["seconds"] = round(time.perf_counter() - start, 3)
