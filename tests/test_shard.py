@@ -29,7 +29,7 @@ from zoocompat.pytest_plugin.shard import (
     select,
 )
 from zoocompat.report.results import load_results
-from zoocompat.report.table import render_markdown
+from zoocompat.report.table import made_by, render_markdown
 
 ROOT = Path(__file__).parent.parent
 MODELS = ("digits_a", "digits_b", "digits_c")
@@ -129,8 +129,10 @@ def _matrix(root: Path, report: Path, *extra: str) -> subprocess.CompletedProces
 
 
 def _table_without_times(path: Path) -> str:
-    lines = render_markdown(load_results(path)).splitlines()
-    return "\n".join(line for line in lines if not line.startswith("Run: "))
+    """The table without its run times and the commands that made it (a merge lists each part's command)."""
+    head, rest = render_markdown(load_results(path)).split("\nMade by:\n", 1)
+    head = "\n".join(line for line in head.splitlines() if not line.startswith("Run: "))
+    return head + rest[rest.index("\nCells: ") :]
 
 
 def test_two_shards_merged_give_the_unsharded_table(tiny_zoo):
@@ -179,3 +181,6 @@ def test_merge_warns_when_shards_disagree():
     assert any(f"a.json says {base.cells[0].status}, b.json says {other.cells[0].status}" in w for w in warnings)
     assert any("tools differ" in w for w in warnings)
     assert [p["source"] for p in merged.run.host["parts"]] == ["a.json", "b.json"]
+    single, both = made_by(base), made_by(merged)
+    assert single[0] == both[0] == "Made by:" and len(single) == 2 and len(both) == 3
+    assert f": {len(base.cells)} cells, " in single[1] and both[1].startswith(f"- `{base.run.command}`: ")

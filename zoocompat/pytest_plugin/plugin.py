@@ -31,7 +31,7 @@ from zoocompat.pytest_plugin.collect import collect_shipped_matrix, is_matrix_pa
 from zoocompat.pytest_plugin.shard import SHARD_BY, ShardError, load_durations, parse_shard
 from zoocompat.report.results import ReportDir, RunInfo, load_results, now, write_atomic
 from zoocompat.report.table import render_markdown, run_summary
-from zoocompat.run.matrix import Cell, Selection, build_cells
+from zoocompat.run.matrix import Cell, Selection, matrix_cells
 
 DEFAULT_REPORT = "reports/latest"
 
@@ -423,12 +423,8 @@ def _xdist_group(config: pytest.Config, cell: Cell) -> str | None:
 
 def _cells(config: pytest.Config) -> list[Cell]:
     """The selected cells of the matrix, in order."""
-    reg = registry()
     cards, _ = _zoo(config)
-    backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
-    modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
-    sdk_bound = [name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")]
-    return build_cells(cards.values(), backends, modes, config._zoocompat_selection, sdk_bound, registry=reg)
+    return matrix_cells(cards.values(), config._zoocompat_selection)
 
 
 RESUME_SNAPSHOT = "resume.json"

@@ -23,7 +23,7 @@ from zoocompat.api.registry import Registry
 from zoocompat.api.registry import registry as _registry
 from zoocompat.report.columns import Column, columns, is_reference, is_reference_run, sdk_backend
 from zoocompat.report.results import CellRecord, Results
-from zoocompat.report.table import chosen_technique, coverage_pct, is_partial
+from zoocompat.report.table import chosen_technique, coverage_pct, is_partial, run_parts
 
 TEMPLATE = "support.html.j2"
 STATUS_LABEL = {
@@ -211,7 +211,7 @@ def _run_info(results: Results, registry: Registry | None = None) -> dict[str, A
         "tools": {k: v for k, v in run.tools.items() if v},
         "backends": run.backends,
         "host": run.host,
-        "command": run.command,
+        "made_by": run_parts(results),
         "started": run.started,
         "finished": run.finished,
     }

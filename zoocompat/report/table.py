@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 from zoocompat.api.registry import Registry
 from zoocompat.report.columns import Column, columns, is_reference, sdk_backend
@@ -108,6 +109,40 @@ def _sdk_line(run_backends: tuple[str, dict]) -> list[str]:
     return [f"{name}: " + ", ".join(facts) + (f"; {info['runtime']}." if info.get("runtime") else ".")]
 
 
+def _minutes(started: str | None, finished: str | None) -> str:
+    """``started`` to ``finished`` (ISO 8601) as ``37 min``, or ``?`` when either is missing."""
+    if not (started and finished):
+        return "?"
+    seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def run_parts(results: Results) -> list[dict]:
+    """The command(s) that made ``results``, each as ``{command, cells, took}``.
+
+    A merged file (``zoocompat merge``) has one per part; a single run its own.
+    """
+    run = results.run
+    parts = run.host.get("parts") or [
+        {"command": run.command, "started": run.started, "finished": run.finished, "cells": len(results.cells)}
+    ]
+    return [
+        {
+            "command": part.get("command") or "?",
+            "cells": part.get("cells", "?"),
+            "took": _minutes(part.get("started"), part.get("finished")),
+        }
+        for part in parts
+    ]
+
+
+def made_by(results: Results) -> list[str]:
+    """Markdown lines naming the command(s) that made ``results``, with cell counts and wall times."""
+    cpus = results.run.host.get("cpus")
+    on = f" on {cpus} CPUs" if cpus else ""
+    return ["Made by:"] + [f"- `{p['command']}`: {p['cells']} cells, {p['took']}{on}" for p in run_parts(results)]
+
+
 def render_markdown(results: Results, title: str = "zoocompat support table", registry: Registry | None = None) -> str:
     """Markdown support table, tool versions and the details of every non-clean cell.
 
@@ -120,7 +155,9 @@ def render_markdown(results: Results, title: str = "zoocompat support table", re
     tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
     lines = [f"# {title}", ""]
     lines += _sdk_line(sdk_backend(run, registry))
-    lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}.", ""]
+    lines += [f"Tools: {tools}.", f"Run: {run.started} → {run.finished} on {run.host.get('platform', '?')}."]
+    lines += made_by(results)
+    lines.append("")
     lines.append("Cells: metric value on the evaluation set, Δ = FP32 minus this cell in points, NPU = share of")
     lines.append("graph nodes the accelerator took.")
     lines.append(LEGEND)

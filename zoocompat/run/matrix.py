@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoocompat.api.errors import PluginError
+from zoocompat.api.protocols import optional
 from zoocompat.api.registry import Registry
 from zoocompat.api.registry import registry as _registry
 from zoocompat.model.cards import Card
@@ -154,3 +155,18 @@ def build_cells(
                     for sdk in sdk_ids if backend in bound else [None]:
                         cells.append(Cell(card.name, card.frontend, backend, precision, quant, sdk))
     return cells
+
+
+def matrix_cells(cards: Iterable[Card], selection: Selection, registry: Registry | None = None) -> list[Cell]:
+    """The matrix ``pytest conformance/`` runs for ``cards`` under ``selection``.
+
+    Every registered backend with the precisions it declares, every quantizer
+    with its modes, and the SDK axis on the backends that declare one
+    (``sdk_axis``). With an empty :class:`Selection` this is the default matrix,
+    the one ``./run.sh matrix`` runs and ``docs/results-latest.json`` publishes.
+    """
+    reg = registry or _registry()
+    backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
+    modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
+    sdk_bound = [name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")]
+    return build_cells(cards, backends, modes, selection, sdk_bound, registry=reg)
