@@ -26,7 +26,7 @@ def _tables() -> tuple[dict, dict]:
 
 def _findings() -> list[dict]:
     both = load_results(DOCS / "results-latest.json")
-    runs = [both.model_copy(update={"cells": [c for c in both.cells if c.sdk == sdk]}) for sdk in (BEFORE, AFTER)]
+    runs = [both.model_copy(update={"cells": [c for c in both.cells if c.release == sdk]}) for sdk in (BEFORE, AFTER)]
     return [f for f in coverage_regressions(*runs) if f["backend"] == "htp"]
 
 

@@ -183,3 +183,23 @@ def test_auto_and_qat_cells_show_the_technique(tmp_path):
     text = render_markdown(report.merge())
     assert "| cpu w8a8 qat | cpu w8a8 auto |" in text  # a column per quant mode beyond ptq, in their declared order
     assert "✅ [cle] 0.940 (Δ +1.0 pt, n=100)" in text
+
+
+def test_a_default_run_merged_with_an_older_releases_columns_names_both_releases():
+    """A run without --sdk merged with --sdk qnn-2.47 cells: the installed release's cells are labelled by the
+    release their backend reported (qnn-2.51), beside the older release's; a single run keeps bare columns.
+    """
+    from tests.conftest import DATA
+    from zoocompat.report.columns import column_sdk, columns
+
+    single = load_results(DATA / "results-slice.json")
+    htp = next(c for c in single.cells if c.backend == "htp" and c.precision == "w8a8")
+    assert htp.sdk is None and htp.release == "qnn-2.51"
+    assert all(col[3] == "" for col in columns(single)), "one run without --sdk: no SDK in any column"
+    older = htp.model_copy(update={"id": f"{htp.id}-qnn-2.47", "sdk": "qnn-2.47"})
+    merged = single.model_copy(update={"cells": [*single.cells, older]})
+    sdk_of = column_sdk(merged)
+    assert sdk_of(htp) == "qnn-2.51" and sdk_of(older) == "qnn-2.47"
+    assert sdk_of(next(c for c in merged.cells if c.backend == "cpu")) == ""
+    header = next(line for line in render_markdown(merged).splitlines() if line.startswith("| model"))
+    assert "htp w8a8 qnn-2.47 | htp w8a8 qnn-2.51" in header and "htp fp16 qnn-2.51" in header

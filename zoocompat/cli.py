@@ -461,7 +461,9 @@ def _model_findings(tables: list[dict], changes: dict, files: tuple[Path, ...]) 
         _fail(f"--results: {error}")
     if len(loaded) == 1:  # one file with both releases' cells
         both = loaded[0]
-        loaded = [both.model_copy(update={"cells": [c for c in both.cells if c.sdk == t.get("sdk")]}) for t in tables]
+        loaded = [
+            both.model_copy(update={"cells": [c for c in both.cells if c.release == t.get("sdk")]}) for t in tables
+        ]
     elif len(loaded) != 2:
         _fail(f"--results takes one file holding both releases' cells, or two files; got {len(loaded)}")
     if not all(r.cells for r in loaded):

@@ -470,7 +470,7 @@ def rerun_command(base: CellRecord, cand: CellRecord, report_dir: str = "reports
         f"pytest -n 1 conformance/ --zoo-models {cand.model} --frontends {cand.frontend} "
         f"--backends {cand.backend} --precisions {cand.precision} --quant {cand.quant}"
     )
-    sdks = [_sdk_of(base), _sdk_of(cand)]
+    sdks = [base.release, cand.release]
     folders = ["baseline", "candidate"] if sdks[0] == sdks[1] else [sdk or "installed" for sdk in sdks]
     runs = [
         f"{select}{f' --sdk {sdk}' if sdk else ''} --zoo-report {report_dir}/{folder}"
@@ -687,10 +687,6 @@ def first_changed_release(releases: list[str], changed: Callable[[str], bool]) -
     return bad, seen
 
 
-def _sdk_of(cell: CellRecord) -> str | None:
-    return cell.sdk or cell.backend_info.get("sdk")
-
-
 def bisect_regressions(
     report: GateReport,
     baseline: Results,
@@ -718,7 +714,7 @@ def bisect_regressions(
     found = []
     for key, cell_kinds in kinds.items():
         base, cand = base_cells[key], cand_cells[key]
-        base_sdk, cand_sdk = _sdk_of(base), _sdk_of(cand)
+        base_sdk, cand_sdk = base.release, cand.release
         result = ReleaseBisect(key, cell_kinds, base_sdk, cand_sdk)
         found.append(result)
         if not base_sdk or not cand_sdk or base_sdk == cand_sdk:

@@ -577,7 +577,7 @@ def run_cell_test(
     record = zoo_runner.run_cell(zoo_cell)
     live.remember(record)
     _, known = zoo_known_failures or (None, KnownFailures())
-    match = known.match(record, sdk=record.sdk or record.backend_info.get("sdk"))
+    match = known.match(record, sdk=record.release)
     if match is not None:
         message = match.apply(record)  # the message names the file the entry came from
         if record.status in ("xfail", "xpass"):

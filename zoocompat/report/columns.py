@@ -7,6 +7,7 @@ elsewhere, a third-party plugin): those sort after the registered ones, by name,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from zoocompat.api.registry import Registry
@@ -16,7 +17,7 @@ from zoocompat.report.results import CellRecord, Results, RunInfo
 #: backend, precision, quant, sdk ("" = the installed one)
 Column = tuple[str, str, str, str]
 
-__all__ = ["Column", "columns", "is_reference", "is_reference_run", "sdk_backend"]
+__all__ = ["Column", "column_sdk", "columns", "is_reference", "is_reference_run", "sdk_backend"]
 
 
 def columns(results: Results, registry: Registry | None = None) -> list[Column]:
@@ -25,8 +26,20 @@ def columns(results: Results, registry: Registry | None = None) -> list[Column]:
     """
     reg = registry or _registry()
     backend, precision, quant = reg.sort_key("backend"), reg.sort_key("precision"), reg.sort_key("quant")
-    seen = {(c.backend, c.precision, c.quant, c.sdk or "") for c in results.cells}
+    sdk_of = column_sdk(results)
+    seen = {(c.backend, c.precision, c.quant, sdk_of(c)) for c in results.cells}
     return sorted(seen, key=lambda k: (backend(k[0]), precision(k[1]), quant(k[2]), k[3]))
+
+
+def column_sdk(results: Results) -> Callable[[CellRecord], str]:
+    """The SDK part of a cell's column in ``results``: its ``--sdk`` value, "" for the installed release.
+
+    In a file that also holds ``--sdk`` cells of the same backend (a default run merged with an older
+    release's columns), a cell run without ``--sdk`` is named by the release its backend reported, so the
+    columns read ``htp w8a8 qnn-2.47`` beside ``htp w8a8 qnn-2.51``, not beside a bare ``htp w8a8``.
+    """
+    explicit = {c.backend for c in results.cells if c.sdk}
+    return lambda c: c.sdk or ((c.release or "") if c.backend in explicit else "")
 
 
 def is_reference(cell: CellRecord, registry: Registry | None = None) -> bool:

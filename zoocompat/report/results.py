@@ -221,6 +221,14 @@ class CellRecord(_Model):
         "ladder's choice and every step tried with its metric and seconds) and the training split for qat",
     )
 
+    @property
+    def release(self) -> str | None:
+        """The SDK release the cell ran under: its ``--sdk`` value (``sdk``), else the one its backend reported
+        (``backend_info["sdk"]``, the installed release of a run without ``--sdk``); ``None`` for a backend that
+        runs in no SDK.
+        """
+        return self.sdk or self.backend_info.get("sdk")
+
 
 class RunInfo(_Model):
     """Who ran what, where, with which tool versions."""
