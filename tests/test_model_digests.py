@@ -10,39 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from tests.corpus.digits_linear import build_onnx, card, fit_weights
-from zoocompat.api.cache import ArtifactCache, sha256_file
-from zoocompat.api.registry import registry
+from tests.corpus.digits_linear import build_onnx, digits_cells
+from zoocompat.api.cache import sha256_file
 from zoocompat.gate.compare import compare, render_markdown
-from zoocompat.model.cards import load_card
-from zoocompat.report.results import ReportDir, Results, RunInfo
-from zoocompat.run.matrix import Cell
-from zoocompat.run.pipeline import CellRunner
-
-
-def _run(folder: Path, cache: ArtifactCache, report: Path, precision: str):
-    loaded = load_card(folder / "card.yaml")
-    runner = CellRunner(registry(), {loaded.name: loaded}, cache, ReportDir(report))
-    quant = "none" if precision == "fp32" else "ptq"
-    return runner.run_cell(Cell(loaded.name, loaded.frontend, "cpu", precision, quant, None))
+from zoocompat.report.results import Results, RunInfo
 
 
 def test_records_carry_the_sha256_of_what_ran_and_the_gate_flags_a_changed_model(tmp_path: Path):
-    weights, bias = fit_weights()
-    folder = tmp_path / "cards" / "digits_digests"
-    folder.mkdir(parents=True)
-    build_onnx(folder / "model.onnx", weights, bias)
-    (folder / "card.yaml").write_text(yaml.safe_dump(card("digits_digests"), sort_keys=False))
-    cache = ArtifactCache(tmp_path / "cache")
+    run, folder, weights, bias, _ = digits_cells(tmp_path, "digits_digests")
 
-    fp32 = _run(folder, cache, tmp_path / "fp32", "fp32")
+    fp32 = run("fp32", report="fp32")
     assert fp32.model_sha256 is not None
     assert fp32.model_sha256.fp32_onnx == sha256_file(Path(fp32.artifacts["fp32_onnx"]))
     assert fp32.model_sha256.qdq_onnx is None and fp32.model_sha256.encodings is None
 
-    before = _run(folder, cache, tmp_path / "before", "w8a8")
+    before = run(report="before")
     digests = before.model_sha256
     assert before.status == "pass", before.reason
     assert digests.qdq_onnx == sha256_file(Path(before.artifacts["qdq_onnx"]))
@@ -51,7 +34,7 @@ def test_records_carry_the_sha256_of_what_ran_and_the_gate_flags_a_changed_model
     assert len({digests.fp32_onnx, digests.qdq_onnx, digests.encodings}) == 3
 
     build_onnx(folder / "model.onnx", weights * np.float32(1.01), bias)  # another model under the same card
-    after = _run(folder, cache, tmp_path / "after", "w8a8")
+    after = run(report="after")
     assert after.model_sha256.fp32_onnx != digests.fp32_onnx and after.model_sha256.qdq_onnx != digests.qdq_onnx
 
     report = compare(Results(run=RunInfo(), cells=[before]), Results(run=RunInfo(), cells=[after]))

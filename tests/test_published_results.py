@@ -9,12 +9,11 @@ pinned SDK changes, these fail until the docs are regenerated (the commands are 
 from __future__ import annotations
 
 from tests.conftest import DATA
-from zoocompat.api.protocols import optional
 from zoocompat.api.registry import registry
 from zoocompat.model.cards import discover
 from zoocompat.report.results import load_results
 from zoocompat.report.table import render_markdown
-from zoocompat.run.matrix import Selection, matrix_cells
+from zoocompat.run.matrix import Selection, matrix_cells, sdk_backends
 from zoocompat.sdk.releases import current_env
 
 DOCS = DATA.parent.parent / "docs"
@@ -40,16 +39,11 @@ def _published_keys() -> set[tuple]:
     return {_key(c.model, c.frontend, c.backend, c.precision, c.quant, c.release) for c in _published().cells}
 
 
-def _sdk_bound() -> set[str]:
-    reg = registry()
-    return {name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")}
-
-
 def test_results_latest_holds_every_cell_of_the_default_matrix_on_the_installed_release():
     current = current_env()
     assert current is not None, "the environment installs a QNN release (onnxruntime-qnn)"
     _, cells = _default_matrix()
-    bound = _sdk_bound()
+    bound = set(sdk_backends())
     have = _published_keys()
     missing = [
         cell.id
@@ -74,7 +68,8 @@ def test_results_latest_holds_every_cell_of_the_default_matrix_on_the_installed_
 def test_results_latest_holds_the_older_releases_gate_columns_for_every_default_model():
     cards, cells = _default_matrix()
     have = _published_keys()
-    gate = [c for c in cells if c.backend in _sdk_bound() and c.precision == "w8a8" and c.quant == "ptq"]
+    bound = set(sdk_backends())
+    gate = [c for c in cells if c.backend in bound and c.precision == "w8a8" and c.quant == "ptq"]
     assert {c.backend for c in gate} >= {"htp", "dsp"}
     missing = [
         f"{c.id}-{GATE_BEFORE}"

@@ -13,36 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.corpus.digits_linear import build_onnx, card, fit_weights
+from tests.corpus.digits_linear import build_onnx, digits_cells
 from zoocompat.api.cache import ArtifactCache
-from zoocompat.api.registry import registry
-from zoocompat.model.cards import load_card
-from zoocompat.report.results import ReportDir
 from zoocompat.run import reuse
-from zoocompat.run.matrix import Cell
-from zoocompat.run.pipeline import CellRunner
 
 
 @pytest.fixture
 def digits(tmp_path: Path):
-    weights, bias = fit_weights()
-    folder = tmp_path / "cards" / "digits_reuse"
-    folder.mkdir(parents=True)
-    build_onnx(folder / "model.onnx", weights, bias)
-    (folder / "card.yaml").write_text(yaml.safe_dump(card("digits_reuse"), sort_keys=False))
-    cache = ArtifactCache(tmp_path / "cache")
-
-    def run(precision: str = "w8a8", reuse_outputs: bool | None = None, report: str = "r1"):
-        loaded = load_card(folder / "card.yaml")
-        runner = CellRunner(
-            registry(), {loaded.name: loaded}, cache, ReportDir(tmp_path / report), reuse_outputs=reuse_outputs
-        )
-        quant = "none" if precision == "fp32" else "ptq"
-        return runner.run_cell(Cell(loaded.name, loaded.frontend, "cpu", precision, quant, None))
-
-    return run, folder, weights, bias, cache
+    return digits_cells(tmp_path, "digits_reuse")
 
 
 def test_second_run_reuses_the_outputs_and_gives_the_same_verdict(digits):

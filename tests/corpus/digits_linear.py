@@ -69,6 +69,40 @@ def card(name: str, model_file: str = "model.onnx") -> dict[str, Any]:
     }
 
 
+def digits_cells(root: Path, name: str) -> tuple[Any, Path, np.ndarray, np.ndarray, Any]:
+    """The linear digits model under card ``name`` in ``root/cards/name``, and ``run(precision="w8a8",
+    reuse_outputs=None, report="r1")``, which runs its cpu cell through a fresh
+    :class:`~zoocompat.run.pipeline.CellRunner` over one artifact cache (``root/cache``), reporting into
+    ``root/<report>``. Returns ``(run, folder, weights, bias, cache)``; rewrite ``folder/model.onnx`` to change
+    the model under the same card.
+    """
+    import yaml
+
+    from zoocompat.api.cache import ArtifactCache
+    from zoocompat.api.registry import registry
+    from zoocompat.model.cards import load_card
+    from zoocompat.report.results import ReportDir
+    from zoocompat.run.matrix import Cell
+    from zoocompat.run.pipeline import CellRunner
+
+    weights, bias = fit_weights()
+    folder = root / "cards" / name
+    folder.mkdir(parents=True)
+    build_onnx(folder / "model.onnx", weights, bias)
+    (folder / "card.yaml").write_text(yaml.safe_dump(card(name), sort_keys=False))
+    cache = ArtifactCache(root / "cache")
+
+    def run(precision: str = "w8a8", reuse_outputs: bool | None = None, report: str = "r1"):
+        loaded = load_card(folder / "card.yaml")
+        runner = CellRunner(
+            registry(), {loaded.name: loaded}, cache, ReportDir(root / report), reuse_outputs=reuse_outputs
+        )
+        quant = "none" if precision == "fp32" else "ptq"
+        return runner.run_cell(Cell(loaded.name, loaded.frontend, "cpu", precision, quant, None))
+
+    return run, folder, weights, bias, cache
+
+
 def digits_runner(folder: Path, data: dict[str, Any], build: Any = None) -> tuple[Any, Any]:
     """The linear digits model (or ``build(path)``'s) and the card ``data`` written in ``folder``
     (``<name>.yaml``, ``model.onnx``), and a :class:`~zoocompat.run.pipeline.CellRunner` over that one card with

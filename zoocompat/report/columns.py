@@ -17,7 +17,7 @@ from zoocompat.report.results import CellRecord, Results, RunInfo
 #: backend, precision, quant, sdk ("" = the installed one)
 Column = tuple[str, str, str, str]
 
-__all__ = ["Column", "column_sdk", "columns", "is_reference", "is_reference_run", "sdk_backend"]
+__all__ = ["Column", "cell_index", "column_sdk", "columns", "is_reference", "is_reference_run", "sdk_backend"]
 
 
 def columns(results: Results, registry: Registry | None = None) -> list[Column]:
@@ -40,6 +40,12 @@ def column_sdk(results: Results) -> Callable[[CellRecord], str]:
     """
     explicit = {c.backend for c in results.cells if c.sdk}
     return lambda c: c.sdk or ((c.release or "") if c.backend in explicit else "")
+
+
+def cell_index(results: Results) -> dict[tuple[str, str, str, str, str], CellRecord]:
+    """The cells of ``results`` by ``(model, *column)``, the key the tables look a cell up by."""
+    sdk_of = column_sdk(results)
+    return {(c.model, c.backend, c.precision, c.quant, sdk_of(c)): c for c in results.cells}
 
 
 def is_reference(cell: CellRecord, registry: Registry | None = None) -> bool:

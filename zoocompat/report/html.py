@@ -21,7 +21,7 @@ from typing import Any
 from zoocompat.api.cache import ArtifactCache, key_of
 from zoocompat.api.registry import Registry
 from zoocompat.api.registry import registry as _registry
-from zoocompat.report.columns import Column, column_sdk, columns, is_reference, is_reference_run, sdk_backend
+from zoocompat.report.columns import Column, cell_index, columns, is_reference, is_reference_run, sdk_backend
 from zoocompat.report.results import CellRecord, Results
 from zoocompat.report.table import chosen_technique, coverage_pct, is_partial, run_parts
 
@@ -38,12 +38,6 @@ STATUS_LABEL = {
 }
 
 __all__ = ["render_html", "accuracy_drop_plot", "coverage_heatmap"]
-
-
-def _index(results: Results) -> dict[tuple[str, str, str, str, str], CellRecord]:
-    """The cells by (model, *column)."""
-    sdk_of = column_sdk(results)
-    return {(c.model, c.backend, c.precision, c.quant, sdk_of(c)): c for c in results.cells}
 
 
 def _label(col: Column) -> str:
@@ -126,7 +120,7 @@ def accuracy_drop_plot(results: Results, registry: Registry | None = None) -> st
     """
     cols = [c for c in columns(results, registry) if not is_reference_run(c, registry)]
     models = sorted({c.model for c in results.cells})
-    index = _index(results)
+    index = cell_index(results)
     series = []
     for col in cols:
         values = []
@@ -170,7 +164,7 @@ def coverage_heatmap(results: Results, registry: Registry | None = None) -> str 
     references = set((registry or _registry()).reference_backends())
     cols = [c for c in columns(results, registry) if c[0] not in references]
     models = sorted({c.model for c in results.cells})
-    index = _index(results)
+    index = cell_index(results)
     grid = []
     for model in models:
         row = []
@@ -227,7 +221,7 @@ def render_html(results: Results, title: str = "zoocompat support table", regist
     import jinja2
 
     cols = columns(results, registry)
-    index = _index(results)
+    index = cell_index(results)
     rows = []
     for model, frontend in sorted({(c.model, c.frontend) for c in results.cells}):
         metric = next((c.metric.name for c in results.cells if c.model == model and c.metric), "")

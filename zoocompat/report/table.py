@@ -7,7 +7,7 @@ import io
 from datetime import datetime
 
 from zoocompat.api.registry import Registry
-from zoocompat.report.columns import Column, column_sdk, columns, is_reference, sdk_backend
+from zoocompat.report.columns import Column, cell_index, columns, is_reference, sdk_backend
 from zoocompat.report.results import CellRecord, Results
 
 SYMBOL = {"pass": "✅", "fail": "❌", "error": "💥", "skip": "➖", "inconclusive": "❔", "xfail": "🟡", "xpass": "🟢"}
@@ -150,8 +150,7 @@ def render_markdown(results: Results, title: str = "zoocompat support table", re
     """
     cols = columns(results, registry)
     models = sorted({(c.model, c.frontend) for c in results.cells})
-    sdk_of = column_sdk(results)
-    index = {(c.model, c.backend, c.precision, c.quant, sdk_of(c)): c for c in results.cells}
+    index = cell_index(results)
     run = results.run
     tools = ", ".join(f"{k} {v}" for k, v in run.tools.items() if v)
     lines = [f"# {title}", ""]

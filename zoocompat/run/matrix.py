@@ -168,5 +168,10 @@ def matrix_cells(cards: Iterable[Card], selection: Selection, registry: Registry
     reg = registry or _registry()
     backends = {name: reg.get("backend", name).precisions for name in reg.names("backend")}
     modes = {name: reg.get("quantizer", name).modes for name in reg.names("quantizer")}
-    sdk_bound = [name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")]
-    return build_cells(cards, backends, modes, selection, sdk_bound, registry=reg)
+    return build_cells(cards, backends, modes, selection, sdk_backends(reg), registry=reg)
+
+
+def sdk_backends(registry: Registry | None = None) -> list[str]:
+    """The registered backends that run inside an SDK release (``sdk_axis``), in registry order."""
+    reg = registry or _registry()
+    return [name for name in reg.names("backend") if optional(reg.get("backend", name), "sdk_axis")]
